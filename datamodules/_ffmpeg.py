@@ -1,0 +1,62 @@
+"""The static ffmpeg shipped inside `imageio-ffmpeg`: encoders (x264, x265, libvpx, libaom, SVT-AV1)
+and Netflix's libvmaf. Every call passes an argument list, never a shell string, so file names
+cannot be interpreted by a shell."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+
+
+class FFmpegError(RuntimeError):
+    """ffmpeg exited non-zero; the message holds the tail of its log."""
+
+
+@cache
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+def run_ffmpeg(args: Sequence[str], stdin: bytes | None = None, timeout: float = 600.0) -> bytes:
+    """Run ffmpeg with `args` (no shell); return stdout or raise FFmpegError with its log tail."""
+    # -nostdin unless we feed frames through stdin; -y because outputs are temporary names we own.
+    cmd = [ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y"]
+    if stdin is None:
+        cmd.append("-nostdin")
+    proc = subprocess.run(  # noqa: S603 - argument list, no shell
+        [*cmd, *args], input=stdin, capture_output=True, timeout=timeout, check=False
+    )
+    if proc.returncode != 0:
+        tail = proc.stderr.decode(errors="replace").strip().splitlines()[-5:]
+        raise FFmpegError(f"ffmpeg failed ({proc.returncode}): " + " | ".join(tail))
+    return proc.stdout
+
+
+def encode_frames(
+    frames: np.ndarray,
+    fps: float,
+    out_path: str | Path,
+    codec_args: Sequence[str] = ("-c:v", "libx264", "-crf", "10", "-preset", "fast"),
+    pix_fmt: str = "yuv420p",
+) -> Path:
+    """Encode uint8 RGB frames `(T, H, W, 3)` into `out_path` with the given encoder arguments.
+
+    Height and width must be even (4:2:0 chroma); callers pad or crop before."""
+    if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"expected uint8 (T, H, W, 3) frames, got {frames.dtype} {frames.shape}")
+    t, h, w, _ = frames.shape
+    if pix_fmt.startswith("yuv420") and (h % 2 or w % 2):
+        raise ValueError(f"{pix_fmt} needs even height and width, got {h}x{w}")
+    out_path = Path(out_path)
+    args = [
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", f"{fps:.6f}", "-i", "pipe:0",
+        "-an", *codec_args, "-pix_fmt", pix_fmt, "-frames:v", str(t), str(out_path),
+    ]  # fmt: skip
+    run_ffmpeg(args, stdin=np.ascontiguousarray(frames).tobytes())
+    return out_path
