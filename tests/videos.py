@@ -53,3 +53,13 @@ def remux(src: Path, dst: Path, *args: str) -> Path:
     """Copy `src` into `dst` without re-encoding, with extra ffmpeg output arguments."""
     run_ffmpeg(["-i", str(src), "-c", "copy", *args, str(dst)])
     return dst
+
+
+def ffmpeg_frames(path: Path) -> np.ndarray:
+    """Every frame as the ffmpeg command line decodes it to RGB (display rotation applied): the
+    ground truth that a reader's output must equal."""
+    from datamodules.video_reader import probe
+
+    info = probe(path)
+    raw = run_ffmpeg(["-i", str(path), "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"])
+    return np.frombuffer(raw, np.uint8).reshape(-1, info.height, info.width, 3)

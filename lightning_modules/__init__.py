@@ -1,0 +1,1 @@
+"""What learns or scores: students, teachers, rank losses, metrics and the LightningModules."""
