@@ -51,17 +51,29 @@ class CorpusConfig:
     """What `w2svqa data sample` builds."""
 
     seed: int = 0
-    width: int = 320  # every clip is 320x180 (16:9); small enough for 2 CPU cores
+    """Seed for cuts, camera moves, distortion chains and noise."""
+    width: int = 320
+    """Clip width; every clip is 320x180 (16:9), small enough for 2 CPU cores."""
     height: int = 180
-    seconds: float = 2.0  # clip length; the paper samples one frame per second
-    photo_fps: float = 25.0  # frame rate of animated photographs (footage keeps its own)
-    cuts_per_asset: int = 8  # clean clips cut from each pool asset (camera moves or time segments)
-    renditions_per_clip: int = 3  # degraded renditions of each pool clip besides the clean one
-    labeled_per_asset: int = 4  # train_labeled clips per pool asset
-    test_cuts_per_asset: int = 2  # clean clips per held-out asset in each test split
-    test_renditions: int = 4  # renditions per test clip (the clean clip is one more)
-    h265_preset: str = "fast"  # the paper's is veryslow; fast keeps the build within minutes
+    """Clip height."""
+    seconds: float = 2.0
+    """Clip length in seconds (the paper samples one frame per second)."""
+    photo_fps: float = 25.0
+    """Frame rate of animated photographs (footage keeps its own)."""
+    cuts_per_asset: int = 8
+    """Clean pool clips cut from each pool asset (camera moves or time segments)."""
+    renditions_per_clip: int = 3
+    """Degraded renditions of each pool clip besides the clean one."""
+    labeled_per_asset: int = 4
+    """train_labeled clips per pool asset (one clean, the rest degraded)."""
+    test_cuts_per_asset: int = 2
+    """Clean clips per held-out asset in each test split."""
+    test_renditions: int = 4
+    """Degraded renditions of each test clip besides the clean one."""
+    h265_preset: str = "fast"
+    """x265 preset of H.265 distortions: the paper's is veryslow, about 10x slower on CPU."""
     workers: int = 2
+    """Processes rendering clips in parallel."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +111,9 @@ def build_sample_corpus(out: str | os.PathLike, config: CorpusConfig = CorpusCon
             for recipe, error in tqdm(zip(todo, jobs, strict=True), total=len(todo), desc="clips"):
                 if error:
                     failures.append(f"{recipe.video_id}: {error}")
-    rows = [json.loads(_row_path(out, r).read_text()) for r in recipes if _row_path(out, r).exists()]
+    rows = [
+        json.loads(_row_path(out, r).read_text()) for r in recipes if _row_path(out, r).exists()
+    ]
     table = pd.DataFrame(rows)
     for split in SPLITS:
         part = table[table.split == split].reset_index(drop=True)

