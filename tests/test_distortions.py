@@ -103,23 +103,8 @@ def test_unknown_h265_preset_is_rejected(tiny):
         apply_distortion(tiny, FPS, "h265", 0, h265_preset="glacial")
 
 
-# The paper's noise levels are standard deviations of 0.001-0.01 on [0, 1] pixels, i.e. 0.26-2.6
-# grey levels. VMAF orders them (strictly, on every seed and clip we tried) but within 1 point of
-# a clean clip: bikes 144 px gives 99.61, 99.49, 99.41, 99.29, 98.69 (carphone 99.64 ... 99.10),
-# three steps under TIE. The
-# same numbers read as variances (as in KADID-10k, where they come from) give 94.5 ... 75.4.
-# Kept as the table says until the project decides; strict, so a change of reading shows up here.
-_NOISE_TOO_WEAK = pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="the paper's noise sigmas are below VMAF's resolution",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_NOISE_TOO_WEAK) if n == "noise" else n for n in NAMES]
-)
+@pytest.mark.parametrize("name", NAMES)
 def test_vmaf_falls_as_the_level_rises(clip, name):
     content, frames = clip
     seeds = (0, 1) if name in RANDOM else (0,)
