@@ -1,5 +1,5 @@
-"""The embedded sample corpus: real footage and photographs from PyPI packages, cut into short clips,
-degraded by the distortion simulator, and labelled with VMAF as a proxy MOS.
+"""The embedded sample corpus: real footage and photographs from PyPI packages, cut into short
+clips, degraded by the distortion simulator, and labelled with VMAF as a proxy MOS.
 
 Splits (each a parquet table, and a DOVER-style `labels.txt` where there are labels):
 - `pool`: clean clips plus renditions degraded by random chains of the simulator's default
@@ -22,7 +22,7 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -42,7 +42,8 @@ SPLITS = ("pool", "train_labeled", "test_in_domain", "test_ood")
 # Content held out of the pool and of train_labeled: one real video and four photographs.
 HELD_OUT = ("carphone", "chelsea", "coffee", "flower", "grace_hopper")
 # Stored clips: near-transparent H.264, so a clip's VMAF is that of its rendition, not of storage.
-STORE_ARGS = ("-c:v", "libx264", "-crf", "16", "-preset", "fast", "-threads", "1")
+STORE_ARGS = ("-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-threads", "1")
+UNLABELLABLE = ("jitter",)  # distortions VMAF cannot judge (see _recipes)
 LOSSLESS_ARGS = ("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-threads", "1")
 
 
@@ -104,13 +105,18 @@ def build_sample_corpus(out: str | os.PathLike, config: CorpusConfig = CorpusCon
     start = time.perf_counter()
     recipes = list(_recipes(config))
     todo = [r for r in recipes if not _row_path(out, r).exists()]
+    # One task per cut: its clean frames are rendered once for all of its renditions.
+    groups: dict[tuple[str, int], list[Recipe]] = {}
+    for recipe in todo:
+        groups.setdefault((recipe.asset, recipe.cut), []).append(recipe)
     failures: list[str] = []
     if todo:
         with ProcessPoolExecutor(max_workers=max(config.workers, 1)) as pool:
-            jobs = pool.map(_make_clip, [out] * len(todo), todo, [config] * len(todo))
-            for recipe, error in tqdm(zip(todo, jobs, strict=True), total=len(todo), desc="clips"):
-                if error:
-                    failures.append(f"{recipe.video_id}: {error}")
+            jobs = {pool.submit(_make_cut, out, g, config): len(g) for g in groups.values()}
+            with tqdm(total=len(todo), desc="clips", unit="clip") as bar:
+                for job in as_completed(jobs):
+                    failures += job.result()
+                    bar.update(jobs[job])
     rows = [
         json.loads(_row_path(out, r).read_text()) for r in recipes if _row_path(out, r).exists()
     ]
@@ -147,8 +153,11 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
     """All clips of the corpus, drawn deterministically from the seed."""
     rng = np.random.default_rng(config.seed)
     shape = (config.width, config.height, config.seconds, config.photo_fps, config.h265_preset)
-    default = [d for d in list_distortions(default_only=True)]
+    default = list_distortions(default_only=True)
     extra = [d for d in list_distortions() if not d.default]
+    # VMAF is full-reference: it reads a camera shake of 1% of the frame as a loss of half the
+    # quality, so jitter stays in the unlabelled pool but out of the VMAF-labelled splits.
+    labelled = [d for d in default if d.name not in UNLABELLABLE]
     pool_assets = [a for a in (*FOOTAGE, *PHOTOS) if a not in HELD_OUT]
 
     def make(split: str, asset: str, cut: int, chain: tuple = ()) -> Recipe:
@@ -161,10 +170,10 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
                 yield make("pool", asset, cut, _random_chain(rng, default, max_steps=3))
         # other cuts of the same content: cut numbers past the pool's
         for k in range(config.labeled_per_asset):
-            chain = () if k == 0 else _random_chain(rng, default, max_steps=3)
+            chain = () if k == 0 else _random_chain(rng, labelled, max_steps=3)
             yield make("train_labeled", asset, config.cuts_per_asset + k, chain)
     for asset in HELD_OUT:
-        for split, families in (("test_in_domain", default), ("test_ood", extra)):
+        for split, families in (("test_in_domain", labelled), ("test_ood", extra)):
             for cut in range(config.test_cuts_per_asset):
                 yield make(split, asset, cut)
                 for _ in range(config.test_renditions):
@@ -172,55 +181,80 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
 
 
 def _random_chain(rng: np.random.Generator, types: list, max_steps: int) -> tuple:
-    """1..max_steps distortions of distinct families, in capture -> processing -> coding order."""
+    """1..max_steps distortions of distinct families, in capture -> processing -> coding order.
+
+    Fewer steps and milder levels are likelier, as in real uploads, so labels spread over the
+    whole VMAF range instead of piling up at zero."""
     families = sorted({t.family for t in types})
-    k = int(rng.integers(1, min(max_steps, len(families)) + 1))
+    k_max = min(max_steps, len(families))
+    k = 1 + int(rng.choice(k_max, p=_falling(k_max)))
     chosen = rng.choice(families, size=k, replace=False)
     order = {"spatial": 0, "temporal": 1, "compression": 2}
     steps = []
     for family in sorted(chosen, key=lambda f: (order.get(f, 1), f)):
         members = [t for t in types if t.family == family]
         t = members[int(rng.integers(len(members)))]
-        steps.append((t.name, int(rng.integers(len(t.levels)))))
+        steps.append((t.name, int(rng.choice(len(t.levels), p=_falling(len(t.levels))))))
     return tuple(steps)
+
+
+def _falling(n: int) -> np.ndarray:
+    """Probabilities n, n-1, ..., 1 (normalised): the first choice likeliest."""
+    w = np.arange(n, 0, -1, dtype=np.float64)
+    return w / w.sum()
 
 
 def _row_path(out: Path, recipe: Recipe) -> Path:
     return out / "videos" / recipe.split / f"{recipe.video_id}.json"
 
 
-def _make_clip(out: Path, recipe: Recipe, config: CorpusConfig) -> str | None:
-    """Render, store and (for labelled splits) VMAF-label one clip; return an error or None."""
+def _make_cut(out: Path, recipes: list[Recipe], config: CorpusConfig) -> list[str]:
+    """Render, store and VMAF-label every clip of one cut; return one line per failed clip.
+
+    One bad clip (or a cut whose source fails) is reported, never stops the build."""
     try:
-        clean, fps = _clean_clip(recipe.asset, recipe.cut, config)
-        frames = apply_chain(clean, fps, recipe.chain, recipe.seed, h265_preset=config.h265_preset)
-        video = _row_path(out, recipe).with_suffix(".mp4")
-        video.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(video, lambda p: encode_frames(frames, fps, p, STORE_ARGS))
-        score = float("nan")
-        if recipe.split != "pool":
-            with tempfile.TemporaryDirectory() as tmp:
-                reference = encode_frames(clean, fps, Path(tmp) / "ref.mkv", LOSSLESS_ARGS)
-                score = compute_vmaf(video, reference).mean
-        row = {
-            "video_id": recipe.video_id,
-            "path": str(video.relative_to(out)),
-            "split": recipe.split,
-            "content": recipe.asset,
-            "source": "footage" if recipe.asset in FOOTAGE else "photo",
-            "cut": recipe.cut,
-            "distortions": recipe.distortions,
-            "vmaf": score,
-            "fps": fps,
-            "num_frames": len(frames),
-            "width": frames.shape[2],
-            "height": frames.shape[1],
-            "seed": recipe.seed,
-        }
-        atomic_write(_row_path(out, recipe), lambda p: Path(p).write_text(json.dumps(row)))
-        return None
-    except Exception as err:  # one bad clip is reported, never stops the build
-        return f"{type(err).__name__}: {err}"
+        clean, fps = _clean_clip(recipes[0].asset, recipes[0].cut, config)
+    except Exception as err:
+        return [f"{r.video_id}: cannot render its source ({type(err).__name__}: {err})"
+                for r in recipes]  # fmt: skip
+    failures = []
+    with tempfile.TemporaryDirectory(prefix="w2svqa_corpus_") as tmp:
+        reference = None  # the clean cut, lossless: VMAF's reference, written once if needed
+        for recipe in recipes:
+            try:
+                if recipe.split != "pool" and reference is None:
+                    reference = encode_frames(clean, fps, Path(tmp) / "ref.mkv", LOSSLESS_ARGS)
+                _make_clip(out, recipe, clean, fps, reference, config)
+            except Exception as err:
+                failures.append(f"{recipe.video_id}: {type(err).__name__}: {err}")
+    return failures
+
+
+def _make_clip(
+    out: Path, recipe: Recipe, clean: np.ndarray, fps: float, reference: Path | None,
+    config: CorpusConfig,
+) -> None:  # fmt: skip
+    frames = apply_chain(clean, fps, recipe.chain, recipe.seed, h265_preset=config.h265_preset)
+    video = _row_path(out, recipe).with_suffix(".mp4")
+    atomic_write(video, lambda p: encode_frames(frames, fps, p, STORE_ARGS))
+    score = compute_vmaf(video, reference).mean if reference is not None else float("nan")
+    row = {
+        "video_id": recipe.video_id,
+        "path": str(video.relative_to(out)),
+        "split": recipe.split,
+        "content": recipe.asset,
+        "source": "footage" if recipe.asset in FOOTAGE else "photo",
+        "cut": recipe.cut,
+        "distortions": recipe.distortions,
+        "vmaf": score,
+        "fps": fps,
+        "num_frames": len(frames),
+        "width": frames.shape[2],
+        "height": frames.shape[1],
+        "seed": recipe.seed,
+    }
+    # the row is written last: a clip counts as made only once everything about it is on disk
+    atomic_write(_row_path(out, recipe), lambda p: Path(p).write_text(json.dumps(row)))
 
 
 def _clean_clip(asset: str, cut: int, config: CorpusConfig) -> tuple[np.ndarray, float]:
