@@ -1,17 +1,31 @@
-"""The suite's one video reader: decord first, PyAV for what decord cannot open.
+"""The suite's one video reader: PyAV, through the container the probe opened, keyframe-aware.
 
-Every file is first probed with PyAV (container, video stream, packet index, rotation), which turns
-broken input into a `VideoReadError` naming the path and the reason before any decoder touches it.
-Frames come out as uint8 RGB `(T, H, W, 3)`, upright (display rotation applied), in the order asked.
+Every file is first probed with PyAV (container, video stream, packet index, display rotation),
+which turns broken input into a `VideoReadError` naming the path and the reason. Frames come out as
+uint8 RGB `(T, H, W, 3)`, upright (display rotation applied), in the order asked.
+
+How it keeps up with the best of decord, PyAV and OpenCV used directly (`benchmarks/decode.py`:
+540p, 1 fps, 8 uniform or 32 consecutive frames, long and short GOPs, bit-identical outputs):
+- one open: the probe's container is kept for decoding (ffmpeg's stream analysis alone costs 12 ms
+  at 540p), and MP4/MOV rotation is read from the header instead of by decoding an I-frame (15 ms);
+- the probe's keyframe index gives each frame the shortest way there: decode on, or seek to the
+  keyframe before it when that skips more frames than a seek throws away;
+- on the way to a target, H.264 frames that no other frame references are skipped (about a fifth
+  less CPU on long GOPs);
+- one decoder thread per core, not ffmpeg's default of one more.
+decord stays available as `backend="decord"`, for comparison.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import os
-from collections.abc import Sequence
+import struct
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import av
 import numpy as np
@@ -19,7 +33,14 @@ import numpy as np
 Backend = Literal["auto", "decord", "pyav"]
 
 # Broken files are reported through VideoReadError; libav's own console chatter adds nothing.
-av.logging.set_level(av.logging.PANIC)
+# None (PyAV's default) drops messages in C. A level would route them through a Python callback
+# that takes the GIL inside decoder threads, which deadlocks when a frame-threaded decoder is freed
+# (the main thread holds the GIL and waits for those threads): seen in benchmarks/decode.py.
+av.logging.set_level(None)
+
+# A seek flushes the decoder, throwing away the frames it holds for B-frame reordering and frame
+# threading, which must then be decoded again: worth it only if it skips more frames than that.
+_SEEK_COST = 4
 
 # decord 0.6.0 ships no decoder for these; PyAV (through ffmpeg's dav1d/libaom) decodes them.
 _DECORD_UNSUPPORTED_CODECS = {"av1"}
@@ -44,7 +65,7 @@ class VideoInfo:
     fps: float  # average rate: frames / duration, so it is meaningful for variable frame rate
     num_frames: int
     duration: float  # seconds, first frame's start to last frame's end
-    rotation: int  # degrees (0, 90, 180, 270) that the reader rotates frames by to show them upright
+    rotation: int  # degrees (0, 90, 180, 270) the reader rotates frames by to show them upright
     codec: str
     pix_fmt: str
     timestamps: tuple[float, ...]  # presentation time of each frame, seconds from the first
@@ -57,7 +78,90 @@ def _fail(path: str | os.PathLike, reason: str) -> VideoReadError:
 
 
 def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read a video's metadata and frame index without decoding more than one frame."""
+    """Read a video's metadata and frame index, decoding at most one frame: none for MP4/MOV,
+    whose header holds the display rotation; a stream that demuxes but does not decode is then
+    reported by `VideoReader.get_frames`, as a VideoReadError too."""
+    info, decoder = _open(path, threads=1)
+    decoder.close()
+    return info
+
+
+class _PyAVDecoder:
+    """Frames of one open container by index, decoding as few as its keyframes allow."""
+
+    def __init__(
+        self,
+        info: VideoInfo,
+        container: av.container.InputContainer,
+        pts: np.ndarray,  # (num_frames,) sorted presentation timestamps, stream time-base units
+        frames: Iterator[av.VideoFrame] | None,  # the probe's, if it decoded the first frame
+        first: av.VideoFrame | None,
+        lead: int,  # how far, in display order, the packets run ahead of the frame being decoded
+    ) -> None:
+        self.info, self.container, self.pts = info, container, pts
+        self.stream = container.streams.video[0]
+        self.frames = frames
+        self.position = 0 if first is not None else -1  # index of the frame given last
+        self.last = first
+        # H.264 marks frames that no other frame references (nal_ref_idc 0): skipping them leaves
+        # every other frame bit-exact. Other codecs' "non-reference" is looser, so not there.
+        self.skip_ok = info.codec == "h264"
+        self.lead = lead
+
+    def frame(self, target: int) -> av.VideoFrame:
+        """Frame `target`: decoded forward from where the decoder stands, or from the last keyframe
+        at or before `target` when that saves decoding (or the decoder is past `target`)."""
+        if target == self.position and self.last is not None:
+            return self.last
+        keyframes = self.info.keyframes
+        key = keyframes[bisect.bisect_right(keyframes, target) - 1]
+        if self.frames is None or target < self.position or key - self.position > _SEEK_COST:
+            self._seek(key)
+        frame = self._decode_up_to(target, skip=self.skip_ok)
+        for restart in (key, 0):
+            if self.position <= target:
+                break
+            # Missed: the target was a skipped frame (the margin was too small), or the seek
+            # landed past the keyframe (a seek index that disagrees with the packets' flags).
+            # Decoding everything from the keyframe, or else the first frame, is always right.
+            self._seek(restart)
+            frame = self._decode_up_to(target, skip=False)
+        if self.position != target:
+            raise _fail(self.info.path, f"decoder skipped frame {target} (reached {self.position})")
+        self.last = frame
+        return frame
+
+    def _decode_up_to(self, target: int, skip: bool) -> av.VideoFrame:
+        ctx = self.stream.codec_context
+        for frame in self.frames:
+            self.position = int(np.searchsorted(self.pts, frame.pts))
+            if self.position >= target:
+                return frame
+            # Frames far enough ahead of the target are only passed through: drop the ones no
+            # other frame references. Near the target every frame is decoded, since the decoder
+            # takes packets ahead of what it outputs (reordering, frame threads).
+            margin = self.lead + ctx.reorder_depth + self.stream.thread_count + 1
+            nonref = skip and target - self.position > margin
+            if nonref != (ctx.skip_frame == "NONREF"):
+                ctx.skip_frame = "NONREF" if nonref else "DEFAULT"
+        n = self.info.num_frames
+        raise _fail(self.info.path, f"frame {target} of {n} could not be decoded")
+
+    def _seek(self, key: int) -> None:
+        self.stream.codec_context.skip_frame = "DEFAULT"
+        # backward=True: land on the last keyframe at or before the keyframe's own timestamp.
+        self.container.seek(int(self.pts[key]), stream=self.stream, backward=True)
+        self.frames = self.container.decode(self.stream)
+        self.position, self.last = -1, None
+
+    def close(self) -> None:
+        self.last = None
+        self.container.close()
+
+
+def _open(path: str | os.PathLike, threads: int) -> tuple[VideoInfo, _PyAVDecoder]:
+    """Probe `path` and keep its container open for decoding: a second open would cost about as
+    much as the probe itself (ffmpeg's stream analysis decodes frames of its own)."""
     path = Path(path)
     if not path.exists():
         raise _fail(path, "no such file")
@@ -69,20 +173,27 @@ def probe(path: str | os.PathLike) -> VideoInfo:
         raise _fail(path, f"cannot stat: {err.strerror}") from err
     if size == 0:
         raise _fail(path, "empty file (0 bytes)")
+    container = None
     try:
-        with av.open(str(path), metadata_errors="ignore") as container:
-            return _probe_container(path, container, size)
-    except VideoReadError:
+        container = av.open(str(path), metadata_errors="ignore")
+        return _probe_container(path, container, size, threads)
+    except BaseException as err:
+        if container is not None:
+            container.close()
+        if isinstance(err, av.FFmpegError | OSError | ValueError):
+            raise _fail(path, f"not a readable video ({_reason(err)})") from err
         raise
-    except (av.FFmpegError, OSError, ValueError) as err:
-        raise _fail(path, f"not a readable video ({_reason(err)})") from err
 
 
-def _probe_container(path: Path, container: av.container.InputContainer, size: int) -> VideoInfo:
+def _probe_container(
+    path: Path, container: av.container.InputContainer, size: int, threads: int
+) -> tuple[VideoInfo, _PyAVDecoder]:
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams})
         raise _fail(path, f"no video stream (streams found: {', '.join(kinds) or 'none'})")
     stream = container.streams.video[0]
+    # Threading is fixed when the decoder opens (the first frame decoded, here or later).
+    stream.thread_type, stream.thread_count = _decoder_threads(threads)
     packets: list[tuple[int, bool]] = []
     truncated = 0
     for packet in container.demux(stream):
@@ -93,10 +204,13 @@ def _probe_container(path: Path, container: av.container.InputContainer, size: i
         packets.append((packet.pts, packet.is_keyframe))
     listed = stream.frames  # the container's own frame count (0 where the format has none)
     if truncated or (listed and len(packets) < listed):
-        have = len(packets) - truncated
-        raise _fail(path, f"truncated file: {have} of the {max(listed, len(packets))} frames present")
+        have, total = len(packets) - truncated, max(listed, len(packets))
+        raise _fail(path, f"truncated file: {have} of the {total} frames present")
     if not packets:
         raise _fail(path, "video stream holds no frames")
+    # Packets come in decode order: a P-frame ahead of the B-frames shown before it.
+    rank = np.argsort(np.argsort([p for p, _ in packets], kind="stable"))  # display index of each
+    lead = int((np.maximum.accumulate(rank) - rank).max())
     packets.sort()
     pts = np.array([p for p, _ in packets], dtype=np.int64)
     tb = float(stream.time_base)
@@ -105,15 +219,23 @@ def _probe_container(path: Path, container: av.container.InputContainer, size: i
     rate = float(stream.average_rate or stream.guessed_rate or 0) or 25.0
     last = float(np.median(np.diff(times))) if len(times) > 1 else 1.0 / rate
     duration = float(times[-1] + last)
-    container.seek(0, stream=stream)
-    first = next(container.decode(stream), None)
-    if first is None:
-        raise _fail(path, "no frame could be decoded")
-    rotation = _upright_rotation(first)
-    width, height = first.width, first.height
+    ctx = stream.codec_context  # size and pixel format as ffmpeg's stream analysis found them
+    rotation = _mp4_rotation(path, stream.id) if "mp4" in container.format.name.split(",") else None
+    frames, first = None, None
+    if rotation is not None and ctx.format is not None and ctx.width and ctx.height:
+        # An I-frame costs as much as a dozen others (15 ms at 540p): the header says enough.
+        width, height, pix_fmt = ctx.width, ctx.height, ctx.format.name
+    else:  # the display rotation is known only to the decoder: decode the first frame
+        container.seek(int(pts[0]), stream=stream)
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None:
+            raise _fail(path, "no frame could be decoded")
+        rotation = _upright_rotation(first.rotation)
+        width, height, pix_fmt = first.width, first.height, first.format.name
     if rotation in (90, 270):
         width, height = height, width
-    return VideoInfo(
+    info = VideoInfo(
         path=str(path),
         width=width,
         height=height,
@@ -122,17 +244,99 @@ def _probe_container(path: Path, container: av.container.InputContainer, size: i
         duration=duration,
         rotation=rotation,
         codec=stream.codec_context.codec.canonical_name,  # "av1", not the decoder "libdav1d"
-        pix_fmt=first.format.name,
+        pix_fmt=pix_fmt,
         timestamps=tuple(float(t) for t in times),
         keyframes=tuple(i for i, (_, key) in enumerate(packets) if key) or (0,),
         start_pts=int(pts[0]),
     )
+    return info, _PyAVDecoder(info, container, pts, frames, first, lead)
 
 
-def _upright_rotation(frame: av.VideoFrame) -> int:
+def _decoder_threads(threads: int) -> tuple[str, int]:
+    """PyAV thread type and count for `threads`; 0: one thread per usable core.
+
+    ffmpeg's own default is one more than the cores; on the 2-core machine that extra thread made
+    every case of benchmarks/decode.py about 4% slower. OpenCV also uses one per core."""
+    if threads == 0:
+        try:
+            cores = len(os.sched_getaffinity(0))  # what this process may use (taskset, cgroups)
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        threads = min(cores, 16)  # 16: ffmpeg's own cap
+    return "AUTO", threads  # frame threads (slice threads where a codec has no frame threading)
+
+
+def _upright_rotation(angle: float) -> int:
     # PyAV reports the display matrix angle counter-clockwise; frames are shown after rotating
     # them by that angle, which np.rot90(k=angle/90) does (rot90 turns counter-clockwise too).
-    return int(round(frame.rotation)) % 360
+    return int(round(angle)) % 360
+
+
+def _mp4_rotation(path: Path, track_id: int) -> int | None:
+    """The display rotation that ffmpeg derives from an MP4/MOV header for track `track_id` (its
+    tkhd matrix times the movie's mvhd matrix), or None where the header does not settle it."""
+    try:
+        with open(path, "rb") as f:
+            moov = _top_level_box(f, b"moov")
+    except OSError:
+        return None
+    if moov is None:
+        return None
+    movie, track = np.eye(3), None
+    for kind, body in _boxes(moov):
+        if kind == b"mvhd" and len(body) >= 84:
+            movie = _matrix(body, 48 if body[0] == 1 else 36)
+        elif kind == b"trak":
+            tkhd = next((b for k, b in _boxes(body) if k == b"tkhd"), b"")
+            id_at, matrix_at = (20, 52) if tkhd[:1] == b"\x01" else (12, 40)
+            if len(tkhd) >= matrix_at + 36 and _u32(tkhd, id_at) == track_id:
+                track = _matrix(tkhd, matrix_at)
+    if track is None:
+        return None
+    m = track @ movie  # ffmpeg applies both; the movie's is the identity in practice
+    # libavutil's av_display_rotation_get, truncated to int as PyAV's VideoFrame.rotation is
+    scale0, scale1 = np.hypot(m[0, 0], m[1, 0]), np.hypot(m[0, 1], m[1, 1])
+    if not (scale0 and scale1):
+        return None
+    angle = -math.degrees(math.atan2(m[0, 1] / scale1, m[0, 0] / scale0))
+    return _upright_rotation(int(angle))
+
+
+def _top_level_box(f: BinaryIO, wanted: bytes) -> bytes | None:
+    """The body of the first top-level box of type `wanted`, skipping the others (mdat: GBs)."""
+    while header := f.read(8):
+        if len(header) < 8:
+            return None
+        size, kind, start = _u32(header, 0), header[4:], 8
+        if size == 1:  # a 64-bit size follows the type
+            size, start = int.from_bytes(f.read(8), "big"), 16
+        if kind == wanted:
+            return f.read(size - start) if size else f.read()
+        if size < start:  # 0: "to the end of the file", and malformed sizes
+            return None
+        f.seek(size - start, os.SEEK_CUR)
+    return None
+
+
+def _boxes(data: bytes) -> Iterator[tuple[bytes, bytes]]:
+    """(type, body) of the boxes packed in `data`, each `size, type, body` (32-bit sizes)."""
+    at = 0
+    while at + 8 <= len(data):
+        size = _u32(data, at)
+        if size < 8 or at + size > len(data):
+            return
+        yield data[at + 4 : at + 8], data[at + 8 : at + size]
+        at += size
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "big")
+
+
+def _matrix(body: bytes, at: int) -> np.ndarray:
+    """An MP4 transformation matrix {a b u, c d v, x y w}: 16.16 fixed point, u v w 2.30."""
+    m = np.array(struct.unpack(">9i", body[at : at + 36]), dtype=np.float64).reshape(3, 3)
+    return m / np.array([[65536.0, 65536.0, 2.0**30]] * 3)
 
 
 def _reason(err: BaseException) -> str:
@@ -143,23 +347,30 @@ def _reason(err: BaseException) -> str:
 class VideoReader:
     """Random access to one video's frames as uint8 RGB `(T, H, W, 3)`, upright.
 
-    `backend="auto"` uses decord where it decodes the codec and agrees with the probe on the frame
-    count, and PyAV otherwise (AV1, odd containers, broken metadata)."""
+    `backend="auto"` and `"pyav"` decode with PyAV through the probe's open container.
+    `backend="decord"` raises where decord cannot decode the file; auto never picks it: decord 0.6.0
+    has no AV1 decoder, mis-sizes some rotated videos (180 degrees at 48x32), pays a second open,
+    and was slower than this reader in every case of `benchmarks/decode.py`.
+    `threads`: decoder threads, 0 for one per core; pass 1 in many-worker data loaders."""
 
     def __init__(self, path: str | os.PathLike, backend: Backend = "auto", threads: int = 0):
-        self.info = probe(path)
+        self.info, pyav = _open(path, threads)
         self.path = self.info.path
         self._threads = threads
+        self._pyav: _PyAVDecoder | None = pyav
         self._decord = None
         self.backend: str = "pyav"
-        if backend in ("auto", "decord") and self.info.codec not in _DECORD_UNSUPPORTED_CODECS:
+        if backend == "decord":
+            pyav.close()  # decord opens the file itself
+            self._pyav = None
             self._decord = self._open_decord()
-            if self._decord is not None:
-                self.backend = "decord"
-        if backend == "decord" and self._decord is None:
-            raise _fail(self.path, f"decord cannot decode this file (codec {self.info.codec})")
+            if self._decord is None:
+                raise _fail(self.path, f"decord cannot decode this file (codec {self.info.codec})")
+            self.backend = "decord"
 
     def _open_decord(self):  # -> decord.VideoReader | None
+        if self.info.codec in _DECORD_UNSUPPORTED_CODECS:
+            return None
         import decord
 
         try:
@@ -181,65 +392,44 @@ class VideoReader:
             raise ValueError("no frame indices given")
         if idx.min() < 0 or idx.max() >= n:
             raise IndexError(f"{self.path}: frame index out of range [0, {n}): {idx.tolist()}")
-        wanted, inverse = np.unique(idx, return_inverse=True)
+        if self._pyav is None and self._decord is None:  # close() frees the decoder, not the
+            self._pyav = _open(self.path, self._threads)[1]  # reader: it reopens on demand
+        wanted, inverse = np.unique(idx, return_inverse=True)  # decoded once each, in order
+        expected = (len(wanted), self.info.height, self.info.width, 3)
         try:
-            if self._decord is not None:
+            if self._decord is not None:  # decord applies the display rotation itself
                 frames = self._decord.get_batch(wanted.tolist()).asnumpy()
             else:
-                frames = _decode_pyav(self.info, wanted, self._threads)
-                if self.info.rotation:  # decord applies the display rotation itself; PyAV doesn't
-                    frames = np.rot90(frames, k=self.info.rotation // 90, axes=(1, 2))
+                frames = self._decode_pyav(wanted, expected)
         except VideoReadError:
             raise
         except Exception as err:  # decoders raise many types; all mean this file failed here
             raise _fail(self.path, f"decoding failed ({type(err).__name__}: {err})") from err
-        expected = (len(wanted), self.info.height, self.info.width, 3)
         if frames.shape != expected or frames.dtype != np.uint8:
-            raise _fail(self.path, f"decoder returned {frames.dtype} {frames.shape}, not {expected}")
-        return np.ascontiguousarray(frames[inverse])
+            got = f"{frames.dtype} {frames.shape}"
+            raise _fail(self.path, f"decoder returned {got}, not {expected}")
+        if len(wanted) == len(idx) and (wanted == idx).all():
+            return frames  # asked in order without repeats: no copy (a 540p frame is 1.5 MB)
+        return frames[inverse]
+
+    def _decode_pyav(self, wanted: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        # Each frame goes straight into the output (T, H, W, 3): np.stack would copy it again.
+        out = np.empty(shape, dtype=np.uint8)
+        k = self.info.rotation // 90
+        for t, i in enumerate(wanted.tolist()):
+            # the same swscale conversion to RGB that decord and OpenCV use: identical pixels
+            rgb = self._pyav.frame(i).to_ndarray(format="rgb24")  # (H, W, 3) as stored
+            out[t] = np.rot90(rgb, k=k) if k else rgb  # upright: (H, W) swap for 90 and 270
+        return out
 
     def close(self) -> None:
         self._decord = None
+        if self._pyav is not None:
+            self._pyav.close()
+            self._pyav = None
 
     def __enter__(self) -> VideoReader:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _decode_pyav(info: VideoInfo, wanted: np.ndarray, threads: int) -> np.ndarray:
-    """Decode sorted unique frame indices, seeking only when a later keyframe saves decoding."""
-    keyframes = np.asarray(info.keyframes)
-    out: list[np.ndarray] = []
-    with av.open(info.path, metadata_errors="ignore") as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        stream.thread_count = threads
-        tb = float(stream.time_base)
-        pts0 = info.start_pts
-        frames = None
-        position = -1  # index of the last frame decoded
-        for target in wanted.tolist():
-            start_key = int(keyframes[np.searchsorted(keyframes, target, side="right") - 1])
-            if frames is None or start_key > position:
-                seek_pts = pts0 + round(info.timestamps[start_key] / tb)
-                container.seek(seek_pts, stream=stream, backward=True)
-                frames = container.decode(stream)
-                position = None
-            for frame in frames:
-                position = _index_of(info, frame, pts0, tb)
-                if position >= target:
-                    break
-            else:
-                raise _fail(info.path, f"frame {target} of {info.num_frames} could not be decoded")
-            if position != target:
-                raise _fail(info.path, f"decoder skipped frame {target} (reached {position})")
-            out.append(frame.to_ndarray(format="rgb24"))
-    return np.stack(out)
-
-
-def _index_of(info: VideoInfo, frame: av.VideoFrame, pts0: int, tb: float) -> int:
-    t = (frame.pts - pts0) * tb
-    i = int(np.searchsorted(info.timestamps, t - 1e-6))
-    return min(i, info.num_frames - 1)
