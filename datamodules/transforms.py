@@ -1,8 +1,8 @@
 """Frame transforms between the reader's uint8 `(T, H, W, 3)` and a model's float `(T, C, H, W)`.
 
-Resize, crop and normalise are separate steps so that a caller can cache any stage; `VideoTransform`
-chains them from config values, and `siglip_preprocess` reproduces the SigLIP-384 image processor
-used by LLaVA-OneVision's vision tower (resize to 384x384, bicubic; scale to [0, 1]; mean = std = .5).
+Resize, crop and normalise are separate steps so that a caller can cache any stage;
+`VideoTransform` chains them from config values, and `siglip_preprocess` reproduces the SigLIP-384
+image processor of LLaVA-OneVision's vision tower (384x384 bicubic; [0, 1]; mean = std = .5).
 """
 
 from __future__ import annotations

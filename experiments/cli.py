@@ -29,7 +29,9 @@ def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusCo
           f"{summary['made']} clips made, {summary['reused']} reused)")  # fmt: skip
     print(f"{'split':<16}{'clips':>6}{'contents':>10}{'VMAF range':>16}")
     for split, info in summary["splits"].items():
-        rng = f"{info['vmaf_min']:.1f}-{info['vmaf_max']:.1f}" if "vmaf_min" in info else "unlabelled"
+        rng = (
+            f"{info['vmaf_min']:.1f}-{info['vmaf_max']:.1f}" if "vmaf_min" in info else "unlabelled"
+        )
         print(f"{split:<16}{info['clips']:>6}{info['contents']:>10}{rng:>16}")
     for line in summary["failed"]:
         print(f"failed: {line}", file=sys.stderr)
@@ -37,17 +39,19 @@ def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusCo
         raise SystemExit(1)
 
 
-def data_probe(paths: list[Path]) -> None:
+def data_probe(path: str) -> None:
     """Print each video's metadata as one JSON line, or the reason it cannot be read.
 
     Args:
-        paths: Video files.
+        path: A video file, or a folder whose files (recursively) are all probed.
     """
     from datamodules.video_reader import VideoReadError, probe
 
-    for path in paths:
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
         try:
-            info = probe(path)
+            info = probe(file)
         except VideoReadError as err:
             print(json.dumps({"path": err.path, "error": err.reason}))
             continue

@@ -1,4 +1,4 @@
-"""The reader on tiny real files: exact frames back, and every kind of bad input named with a reason."""
+"""The reader on tiny real files: exact frames back, every kind of bad input named with a reason."""
 
 from __future__ import annotations
 

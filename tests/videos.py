@@ -33,7 +33,9 @@ def write_numbered(path: Path, n: int, fps: float = 10, **kwargs) -> Path:
     return encode_frames(numbered_frames(n, **kwargs), fps, path, LOSSLESS_X264)
 
 
-def real_clip(name: str = "bikes", frames: int = 12, height: int = 64, start: int = 0) -> np.ndarray:
+def real_clip(
+    name: str = "bikes", frames: int = 12, height: int = 64, start: int = 0
+) -> np.ndarray:
     """`frames` frames of real footage, scaled to `height` (width even, aspect kept)."""
     from datamodules.video_reader import VideoReader
 

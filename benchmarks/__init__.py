@@ -1,0 +1,1 @@
+"""Scripts that measure: quality on datasets and the sample corpus, throughput, GPU checks."""

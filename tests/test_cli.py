@@ -1,0 +1,41 @@
+"""The `w2svqa` subcommands that are not covered elsewhere: probe and vmaf."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from datamodules._ffmpeg import encode_frames
+from experiments.cli import main
+from tests.videos import real_clip
+
+
+def test_probe_prints_metadata_or_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture):
+    good = encode_frames(real_clip(frames=5), 25, tmp_path / "good.mp4")
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    main(["data", "probe", str(tmp_path)])  # a folder: every file in it, sorted
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    lines = lines[::-1]  # bad.mp4 sorts first
+    assert lines[0]["num_frames"] == 5 and lines[0]["codec"] == "h264"
+    assert lines[1] == {"path": str(bad), "error": "not a readable video (Invalid data found "
+                        "when processing input)"}  # fmt: skip
+    main(["data", "probe", str(good)])
+    assert json.loads(capsys.readouterr().out)["width"] == 150
+
+
+def test_vmaf_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    clip = real_clip(frames=8, height=96)
+    ref = encode_frames(clip, 25, tmp_path / "ref.mp4", ("-c:v", "libx264", "-qp", "0"))
+    bad = encode_frames(clip, 25, tmp_path / "bad.mp4", ("-c:v", "libx264", "-crf", "45"))
+    csv = tmp_path / "frames.csv"
+    main(["vmaf", str(bad), str(ref), "--per_frame", str(csv)])
+    score = float(capsys.readouterr().out)
+    frames = pd.read_csv(csv)
+    assert len(frames) == 8 and list(frames.columns) == ["frame", "vmaf"]
+    assert score == pytest.approx(frames.vmaf.mean(), abs=1e-3)
+    main(["vmaf", str(ref), str(ref)])
+    assert float(capsys.readouterr().out) > score + 20
