@@ -193,3 +193,23 @@ def test_4k_video(tmp_path: Path) -> None:
     reader = VideoReader(path)
     assert (reader.info.width, reader.info.height) == (3840, 2160)
     np.testing.assert_array_equal(reader.get_frames([1]), ffmpeg_frames(path)[1:])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_long_gop_with_b_frames_reads_exact_frames(tmp_path: Path, threads: int) -> None:
+    # B-frames and one keyframe per 48: the reader seeks, decodes forward and skips frames that
+    # no other frame references on the way; none of that may change a pixel of what it returns.
+    clip = real_clip("bikes", frames=96, height=72)
+    path = encode_frames(
+        clip, 25, tmp_path / "bframes.mp4",
+        ("-c:v", "libx264", "-crf", "23", "-bf", "3", "-g", "48", "-sc_threshold", "0"),
+    )  # fmt: skip
+    truth = ffmpeg_frames(path)
+    rng = np.random.default_rng(threads)
+    for _ in range(4):
+        idx = np.sort(rng.choice(96, size=6, replace=False))
+        with VideoReader(path, threads=threads) as reader:
+            np.testing.assert_array_equal(reader.get_frames(idx), truth[idx])
+    with VideoReader(path, threads=threads) as reader:  # backwards and repeated, one reader
+        for i in (90, 10, 47, 48, 95, 0, 10):
+            np.testing.assert_array_equal(reader.get_frames([i])[0], truth[i])

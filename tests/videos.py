@@ -39,8 +39,8 @@ def real_clip(
     """`frames` frames of real footage, scaled to `height` (width even, aspect kept)."""
     from datamodules.video_reader import VideoReader
 
-    reader = VideoReader(footage_path(name))
-    clip = reader.get_frames(np.arange(start, start + frames))
+    with VideoReader(footage_path(name)) as reader:
+        clip = reader.get_frames(np.arange(start, start + frames))
     import torch
     import torch.nn.functional as F
 
