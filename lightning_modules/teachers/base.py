@@ -1,0 +1,91 @@
+"""The teacher interface: a teacher maps one video to one quality score, higher is better.
+
+A teacher declares the frames it needs (a sampler from `datamodules.frame_sampling`, or None for a
+teacher that looks scores up in a table and decodes nothing) and returns its *native* value; the
+labelling job flips lower-is-better natives at this boundary and keeps both in the score table.
+Teachers are registered by name (`@register_teacher("sharpness")`), so that `w2svqa label --teacher
+NAME` and YAML files (`class_path`) can name them.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from datamodules.frame_sampling import Sampler
+from datamodules.video_reader import VideoInfo
+
+
+@dataclass
+class VideoItem:
+    """One video as a teacher sees it: its id and path, and the frames its sampler asked for."""
+
+    video_id: str
+    path: str
+    frames: np.ndarray | None = None  # uint8 (T, H, W, 3); None for teachers that decode nothing
+    info: VideoInfo | None = None
+
+
+class Teacher(ABC):
+    """Maps a video to one quality score. Subclasses set `name`, `higher_is_better` and
+    `native_range`, return a sampler (or None) and implement `score_native`."""
+
+    name: str = "teacher"
+    higher_is_better: bool = True
+    native_range: tuple[float, float] | None = None  # for display and sanity checks; None: open
+
+    def sampler(self) -> Sampler | None:
+        """Which frames to decode for `score_native`; None: the teacher decodes nothing."""
+        return None
+
+    @abstractmethod
+    def score_native(self, item: VideoItem) -> float:
+        """The teacher's own value for one video, on its native scale and direction."""
+
+    def to_score(self, native: float) -> float:
+        """Native value -> score where higher is better (lower-is-better natives are negated)."""
+        return native if self.higher_is_better else -native
+
+
+_REGISTRY: dict[str, Callable[..., Teacher]] = {}
+
+
+def register_teacher(name: str) -> Callable[[Callable[..., Teacher]], Callable[..., Teacher]]:
+    """Class decorator: make a teacher available by `name` to the CLI and configs."""
+
+    def wrap(factory: Callable[..., Teacher]) -> Callable[..., Teacher]:
+        if name in _REGISTRY:
+            raise ValueError(f"teacher {name!r} is registered twice")
+        _REGISTRY[name] = factory
+        return factory
+
+    return wrap
+
+
+def list_teachers() -> list[str]:
+    """Registered teacher names, sorted."""
+    _import_builtin_teachers()
+    return sorted(_REGISTRY)
+
+
+def create_teacher(name: str, **kwargs: object) -> Teacher:
+    """A registered teacher by name; unknown names fail listing the known ones."""
+    _import_builtin_teachers()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown teacher {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
+    return _REGISTRY[name](**kwargs)
+
+
+def _import_builtin_teachers() -> None:
+    # Importing the modules runs their @register_teacher decorators.
+    import importlib
+
+    for module in ("classical", "tables"):
+        try:
+            importlib.import_module(f"lightning_modules.teachers.{module}")
+        except ModuleNotFoundError as err:
+            if err.name != f"lightning_modules.teachers.{module}":
+                raise
