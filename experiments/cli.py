@@ -84,13 +84,95 @@ def vmaf(
     print(f"{result.mean:.4f}")
 
 
-COMMANDS = {"data": {"sample": data_sample, "probe": data_probe}, "vmaf": vmaf}
+def label(
+    teacher: str | None = None,
+    videos: str | None = None,
+    out: Path | None = None,
+    list: bool = False,  # noqa: A002 - the flag is `--list`
+    batch_size: int = 4,
+    workers: int = 2,
+) -> None:
+    """Score videos with one teacher into a parquet table; re-running scores only what is missing.
+
+    Args:
+        teacher: A registered teacher name, or a YAML file `{name: NAME, args: {...}}`.
+        videos: A folder of videos, or a table (.parquet, .csv, DOVER labels .txt) with `path`.
+        out: The score table to write (parquet).
+        list: Print the registered teachers, one per line, the name first, and exit.
+        batch_size: Videos per batch (one part file is written per batch).
+        workers: Decoding processes.
+    """
+    from datamodules.video_table import load_videos
+    from lightning_modules.scoring import label_videos
+
+    if list:
+        _print_teachers()
+        return
+    if teacher is None or videos is None or out is None:
+        raise SystemExit("w2svqa label: --teacher, --videos and --out are required (or --list)")
+    summary = label_videos(_load_teacher(teacher), load_videos(videos), out, batch_size, workers)
+    print(f"{summary.table}: {summary.scored} scored, {summary.skipped} skipped (already scored), "
+          f"{summary.failed} failed ({summary.seconds:.1f} s)")  # fmt: skip
+    if summary.failed:
+        from lightning_modules.scoring import read_scores
+
+        failed = read_scores(summary.table).query("status == 'failed'")
+        for row in failed.head(20).itertuples():
+            print(f"  failed: {row.path}: {row.error}", file=sys.stderr)
+        if len(failed) > 20:
+            more = len(failed) - 20
+            print(f"  ... and {more} more (see the table's error column)", file=sys.stderr)
+
+
+def _load_teacher(spec: str):
+    from lightning_modules.teachers import create_teacher
+
+    if spec.endswith((".yaml", ".yml")):
+        import yaml
+
+        config = yaml.safe_load(Path(spec).read_text())
+        if not isinstance(config, dict) or "name" not in config:
+            raise SystemExit(f"{spec}: expected a mapping with 'name' (and optional 'args')")
+        return create_teacher(config["name"], **(config.get("args") or {}))
+    return create_teacher(spec)
+
+
+def _print_teachers() -> None:
+    from lightning_modules.teachers import create_teacher, list_teachers
+
+    for name in list_teachers():
+        try:
+            t = create_teacher(name)
+            scale = f"native {t.native_range}" if t.native_range else "native open"
+            direction = "higher is better" if t.higher_is_better else "lower is better (flipped)"
+            print(f"{name}\t{direction}, {scale}")
+        except TypeError:  # needs arguments, e.g. a score table's path
+            print(f"{name}\tneeds arguments: give a YAML file {{name: {name}, args: {{...}}}}")
+
+
+COMMANDS = {
+    "data": {"sample": data_sample, "probe": data_probe},
+    "label": label,
+    "vmaf": vmaf,
+}
 
 
 def main(args: list[str] | None = None) -> None:
     # dataclass fields document themselves with a docstring under each one (litgpt style)
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    CLI(COMMANDS, args=args)
+    CLI(COMMANDS, args=_bare_flags(sys.argv[1:] if args is None else args))
+
+
+def _bare_flags(args: list[str]) -> list[str]:
+    """`--list` alone means `--list=true` (jsonargparse wants a value for every bool)."""
+    out = []
+    for i, arg in enumerate(args):
+        bare = arg == "--list" and (i + 1 == len(args) or args[i + 1].lower() not in BOOLS)
+        out.append("--list=true" if bare else arg)
+    return out
+
+
+BOOLS = ("true", "false", "yes", "no", "1", "0")
 
 
 if __name__ == "__main__":

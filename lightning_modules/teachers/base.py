@@ -27,6 +27,7 @@ class VideoItem:
     path: str
     frames: np.ndarray | None = None  # uint8 (T, H, W, 3); None for teachers that decode nothing
     info: VideoInfo | None = None
+    error: str | None = None  # set by the loader instead of frames when the video cannot be read
 
 
 class Teacher(ABC):

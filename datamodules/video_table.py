@@ -1,0 +1,77 @@
+"""A table of videos (`video_id`, `path`) from a folder, a parquet/CSV table or DOVER `labels.txt`.
+
+The video id is stable: a table's own `video_id` column where it has one, else the path relative
+to the folder or table it came from (posix, with extension), which survives moving the whole pool.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+VIDEO_EXTENSIONS = frozenset(
+    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts",
+     ".3gp", ".y4m", ".ogv"}
+)  # fmt: skip
+
+
+class VideoTableError(ValueError):
+    """A video source (folder or table) cannot be read; the message names it and says why."""
+
+
+def load_videos(source: str | os.PathLike) -> pd.DataFrame:
+    """`video_id`, `path` for every video of a folder (recursive) or a table file.
+
+    Folders: files with a video extension, symlinked folders not followed (no loops), sorted.
+    Tables: `.parquet` or `.csv` with a `path` column (and optionally `video_id`), or a DOVER-style
+    `.txt` (`path, a, t, score` per line); relative paths are relative to the table's folder."""
+    source = Path(source)
+    if source.is_dir():
+        table = _scan_folder(source)
+    elif source.is_file():
+        table = _read_table(source)
+    else:
+        raise VideoTableError(f"{source}: no such folder or table")
+    if table.empty:
+        raise VideoTableError(f"{source}: holds no videos")
+    dupes = table.video_id[table.video_id.duplicated()].unique()
+    if len(dupes):
+        raise VideoTableError(f"{source}: duplicate video ids, e.g. {', '.join(dupes[:3])}")
+    return table.reset_index(drop=True)
+
+
+def _scan_folder(root: Path) -> pd.DataFrame:
+    rows = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(folder) / name
+            if path.suffix.lower() in VIDEO_EXTENSIONS:
+                rows.append((path.relative_to(root).as_posix(), str(path)))
+    return pd.DataFrame(rows, columns=["video_id", "path"])
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".parquet":
+            table = pd.read_parquet(path)
+        elif suffix == ".csv":
+            table = pd.read_csv(path)
+        elif suffix == ".txt":
+            table = pd.read_csv(path, header=None, sep=r",\s*", engine="python", usecols=[0])
+            table.columns = ["path"]
+        else:
+            raise VideoTableError(f"{path}: not a folder, .parquet, .csv or labels .txt")
+    except (OSError, ValueError, pd.errors.ParserError) as err:
+        if isinstance(err, VideoTableError):
+            raise
+        raise VideoTableError(f"{path}: cannot read as a table ({err})") from err
+    if "path" not in table.columns:
+        raise VideoTableError(f"{path}: no 'path' column (columns: {', '.join(table.columns)})")
+    given = table["path"].astype(str)
+    resolved = [str(p if Path(p).is_absolute() else path.parent / p) for p in given]
+    ids = table["video_id"].astype(str) if "video_id" in table.columns else given
+    return pd.DataFrame({"video_id": ids.to_numpy(), "path": resolved})

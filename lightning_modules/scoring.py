@@ -1,0 +1,153 @@
+"""The labelling job: a teacher scores a table of videos through `Trainer.predict`, so the same code
+labels on one CPU, on N GPUs and on several nodes.
+
+Scores go to one parquet table per teacher (`video_id, path, score, native, status, error`).
+Every batch is written at once as a part file beside the table (`TABLE.parts/`), and the parts
+are merged into the table atomically at the end; a killed run loses at most the batch in flight,
+and a re-run scores only the videos without a valid score. A video that cannot be decoded, makes
+the teacher raise, or gets a NaN or infinite score is recorded with its reason and skipped.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter
+
+from datamodules._io import atomic_write
+from datamodules.video_datamodule import VideoScoringDataModule
+from lightning_modules.teachers.base import Teacher, VideoItem
+
+COLUMNS = ["video_id", "path", "score", "native", "status", "error"]
+
+
+class TeacherScoringModule(L.LightningModule):
+    """Wraps a teacher for `Trainer.predict`: a batch of VideoItems in, one record per video out."""
+
+    def __init__(self, teacher: Teacher) -> None:
+        super().__init__()
+        self.teacher = teacher  # an nn.Module teacher becomes a submodule and follows the device
+
+    def predict_step(self, batch: list[VideoItem], batch_idx: int) -> list[dict[str, Any]]:
+        return [self._score(item) for item in batch]
+
+    @torch.inference_mode()
+    def _score(self, item: VideoItem) -> dict[str, Any]:
+        record = {"video_id": item.video_id, "path": item.path, "score": math.nan,
+                  "native": math.nan, "status": "failed", "error": item.error}  # fmt: skip
+        if item.error is not None:
+            return record
+        try:
+            native = float(self.teacher.score_native(item))
+        except Exception as err:  # one video's failure is recorded, never fatal
+            record["error"] = f"{self.teacher.name} failed: {type(err).__name__}: {err}"
+            return record
+        if not math.isfinite(native):
+            record["error"] = f"{self.teacher.name} gave a non-finite score ({native})"
+            return record
+        score = self.teacher.to_score(native)
+        return {**record, "score": score, "native": native, "status": "ok", "error": None}
+
+
+class ScoreTableWriter(BasePredictionWriter):
+    """Writes each batch's records as a part file at once, so a kill loses at most one batch."""
+
+    def __init__(self, parts: Path) -> None:
+        super().__init__(write_interval="batch")
+        self.parts = parts
+        self.run = f"{time.time_ns()}"
+
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        name = f"{self.run}-rank{trainer.global_rank}-{batch_idx:08d}.parquet"
+        table = pd.DataFrame(prediction, columns=COLUMNS)
+        atomic_write(self.parts / name, lambda p: table.to_parquet(p, index=False))
+
+
+@dataclass(frozen=True)
+class LabelSummary:
+    """What one labelling run did."""
+
+    table: Path
+    scored: int  # scored in this run
+    skipped: int  # already had a valid score
+    failed: int  # failed in this run (recorded in the table with the reason)
+    seconds: float
+
+
+def read_scores(table: str | os.PathLike) -> pd.DataFrame:
+    """A teacher's score table with the parts of an unfinished run merged in (latest record wins,
+    a valid score over a failure)."""
+    table = Path(table)
+    frames = [pd.read_parquet(table)] if table.exists() else []
+    parts = _parts_dir(table)
+    if parts.is_dir():
+        frames += [pd.read_parquet(p) for p in sorted(parts.glob("*.parquet"))]
+    if not frames:
+        return pd.DataFrame(columns=COLUMNS)
+    scores = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    scores["_ok"] = scores["status"].eq("ok")
+    # stable sort: within ok/failed the later record (a re-run) stays last and wins
+    scores = scores.sort_values("_ok", kind="stable").drop_duplicates("video_id", keep="last")
+    return scores.drop(columns="_ok").sort_values("video_id").reset_index(drop=True)[COLUMNS]
+
+
+def label_videos(
+    teacher: Teacher,
+    videos: pd.DataFrame,
+    out: str | os.PathLike,
+    batch_size: int = 4,
+    workers: int = 2,
+    trainer: dict[str, Any] | None = None,
+) -> LabelSummary:
+    """Score the videos of `videos` (`video_id`, `path`) that `out` has no valid score for."""
+    start = time.perf_counter()
+    out = Path(out)
+    done = read_scores(out)
+    ok = set(done.loc[done.status == "ok", "video_id"])
+    todo = videos[~videos["video_id"].astype(str).isin(ok)].reset_index(drop=True)
+    if len(todo):
+        parts = _parts_dir(out)
+        runner = L.Trainer(
+            **{"accelerator": "cpu", "devices": 1, "logger": False, "enable_model_summary": False,
+               "enable_checkpointing": False, **(trainer or {})},
+            callbacks=[ScoreTableWriter(parts)],
+        )  # fmt: skip
+        data = VideoScoringDataModule(todo, teacher.sampler(), batch_size, workers)
+        runner.predict(TeacherScoringModule(teacher), datamodule=data, return_predictions=False)
+        runner.strategy.barrier()  # every rank's parts are on disk before rank 0 merges them
+        if runner.global_rank != 0:
+            return LabelSummary(out, 0, 0, 0, time.perf_counter() - start)
+    merged = read_scores(out)
+    atomic_write(out, lambda p: merged.to_parquet(p, index=False))
+    _remove_parts(out)
+    this_run = merged[merged.video_id.isin(todo.video_id.astype(str))]
+    scored = int((this_run.status == "ok").sum())
+    return LabelSummary(
+        table=out,
+        scored=scored,
+        skipped=len(videos) - len(todo),
+        failed=len(this_run) - scored,
+        seconds=time.perf_counter() - start,
+    )
+
+
+def _parts_dir(table: Path) -> Path:
+    return table.with_name(table.name + ".parts")
+
+
+def _remove_parts(table: Path) -> None:
+    parts = _parts_dir(table)
+    if parts.is_dir():
+        for p in parts.glob("*.parquet"):
+            p.unlink()
+        parts.rmdir()
