@@ -11,6 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+# Near-transparent H.264 for clips the suite stores (corpus clips, renditions): a stored clip's
+# quality is its content's and its distortion's, not the storage's.
+STORE_X264 = ("-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-threads", "1")
+
 
 class FFmpegError(RuntimeError):
     """ffmpeg exited non-zero; the message holds the tail of its log."""

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from datamodules._ffmpeg import encode_frames
+from datamodules._ffmpeg import STORE_X264, encode_frames
 from datamodules._io import atomic_write
 from datamodules.distortions import apply_chain, list_distortions
 from datamodules.sources import FOOTAGE, PHOTOS, footage_path, photo_path
@@ -41,8 +41,6 @@ CORPUS_VERSION = 1  # bump when a change here alters the clips a recipe makes
 SPLITS = ("pool", "train_labeled", "test_in_domain", "test_ood")
 # Content held out of the pool and of train_labeled: one real video and four photographs.
 HELD_OUT = ("carphone", "chelsea", "coffee", "flower", "grace_hopper")
-# Stored clips: near-transparent H.264, so a clip's VMAF is that of its rendition, not of storage.
-STORE_ARGS = ("-c:v", "libx264", "-crf", "16", "-preset", "veryfast", "-threads", "1")
 UNLABELLABLE = ("jitter",)  # distortions VMAF cannot judge (see _recipes)
 LOSSLESS_ARGS = ("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-threads", "1")
 
@@ -236,7 +234,7 @@ def _make_clip(
 ) -> None:  # fmt: skip
     frames = apply_chain(clean, fps, recipe.chain, recipe.seed, h265_preset=config.h265_preset)
     video = _row_path(out, recipe).with_suffix(".mp4")
-    atomic_write(video, lambda p: encode_frames(frames, fps, p, STORE_ARGS))
+    atomic_write(video, lambda p: encode_frames(frames, fps, p, STORE_X264))
     score = compute_vmaf(video, reference).mean if reference is not None else float("nan")
     row = {
         "video_id": recipe.video_id,

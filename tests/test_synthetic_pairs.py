@@ -1,0 +1,77 @@
+"""Synthetic pairs: labels from the level gap, same source, groups in proportion, renditions cached."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from datamodules._ffmpeg import encode_frames
+from datamodules.distortions import DISTORTIONS
+from datamodules.synthetic_pairs import SyntheticPairConfig, build_synthetic_pairs, plan_pairs
+from datamodules.video_reader import probe
+from tests.videos import real_clip
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    d = tmp_path_factory.mktemp("sources")
+    rows = []
+    for name in ("bikes", "carphone"):
+        path = encode_frames(real_clip(name, frames=8, height=64), 25, d / f"{name}.mp4")
+        rows.append((name, str(path)))
+    return pd.DataFrame(rows, columns=["video_id", "path"])
+
+
+CONFIG = SyntheticPairConfig(pairs=24, groups={"spatial": 2, "temporal": 1, "compression": 1},
+                             workers=1)  # fmt: skip
+
+
+def test_labels_follow_the_level_gap(sources: pd.DataFrame, tmp_path: Path) -> None:
+    pairs = build_synthetic_pairs(sources, tmp_path, CONFIG, round=2)
+    size = {
+        row.video_id: (probe(row.path).width, probe(row.path).height)
+        for row in sources.itertuples()
+    }
+    assert len(pairs) == 24 and (pairs["round"] == 2).all()
+    assert pairs.source.value_counts().to_dict() == {"spatial": 12, "temporal": 6, "compression": 6}
+    for row in pairs.itertuples():
+        src_a, step_a = row.first_id.split("#")
+        src_b, step_b = row.second_id.split("#")
+        (name_a, level_a), (name_b, level_b) = step_a.split(":"), step_b.split(":")
+        assert src_a == src_b and name_a == name_b  # same source, same distortion
+        assert DISTORTIONS[name_a].family == row.source
+        gap = int(level_b) - int(level_a)  # > 0: the first is the milder
+        assert gap != 0 and row.delta == gap
+        expected = 4 if gap > 1 else 3 if gap == 1 else 1 if gap == -1 else 0
+        assert row.level == expected and row.soft_label == (1.0 if gap > 0 else 0.0)
+        info = probe(row.first_path)
+        assert (info.num_frames, info.width, info.height) == (8, *size[src_a])
+    assert set(pairs.level) <= {0, 1, 3, 4}  # never "similar"
+
+
+def test_renditions_are_cached_and_pairs_deterministic(sources: pd.DataFrame, tmp_path: Path):
+    first = build_synthetic_pairs(sources, tmp_path, CONFIG)
+    stamps = {p: Path(p).stat().st_mtime_ns for p in first.first_path}
+    again = build_synthetic_pairs(sources, tmp_path, CONFIG)
+    assert again.equals(first)
+    assert all(Path(p).stat().st_mtime_ns == t for p, t in stamps.items())  # nothing re-rendered
+    other = plan_pairs(sources, SyntheticPairConfig(pairs=24, seed=1))
+    assert not other.equals(plan_pairs(sources, SyntheticPairConfig(pairs=24)))
+
+
+def test_a_broken_source_loses_only_its_pairs(sources: pd.DataFrame, tmp_path: Path) -> None:
+    broken = tmp_path / "broken.mp4"
+    broken.write_text("not a video")
+    pool = pd.concat([sources, pd.DataFrame({"video_id": ["broken"], "path": [str(broken)]})])
+    pairs = build_synthetic_pairs(pool, tmp_path / "cache", CONFIG)
+    assert 0 < len(pairs) < 24
+    assert not pairs.first_id.str.startswith("broken#").any()
+
+
+def test_bad_config_is_rejected(sources: pd.DataFrame) -> None:
+    with pytest.raises(ValueError, match="unknown distortion groups"):
+        plan_pairs(sources, SyntheticPairConfig(groups={"spatail": 1}))
+    with pytest.raises(ValueError, match="no source videos"):
+        plan_pairs(sources.iloc[:0], CONFIG)
