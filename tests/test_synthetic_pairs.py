@@ -1,4 +1,4 @@
-"""Synthetic pairs: labels from the level gap, same source, groups in proportion, renditions cached."""
+"""Synthetic pairs: level-gap labels, one source per pair, groups in proportion, caching."""
 
 from __future__ import annotations
 
