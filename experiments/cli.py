@@ -10,6 +10,9 @@ from pathlib import Path
 from jsonargparse import CLI, set_parsing_settings
 
 from datamodules.sample_corpus import CorpusConfig
+from datamodules.synthetic_pairs import SyntheticPairConfig
+
+_SYNTH = SyntheticPairConfig()
 
 
 def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusConfig()) -> None:
@@ -150,9 +153,35 @@ def _print_teachers() -> None:
             print(f"{name}\tneeds arguments: give a YAML file {{name: {name}, args: {{...}}}}")
 
 
+def pairs_synthetic(
+    videos: str = "data/sample/pool.parquet",
+    out: Path = Path("data/pairs/synthetic.parquet"),
+    cache: Path | None = None,
+    synthetic: SyntheticPairConfig = _SYNTH,
+) -> None:
+    """Build a synthetic pair table: two renditions of one source at different distortion levels.
+
+    Args:
+        videos: Source videos: a folder or a table (.parquet, .csv, labels .txt) with `path`.
+        out: The pair table to write (parquet).
+        cache: Folder for rendered renditions (default: beside `out`, `OUT.renditions/`).
+        synthetic: Pair counts, groups and their weights, seed.
+    """
+    from datamodules._io import atomic_write
+    from datamodules.synthetic_pairs import build_synthetic_pairs
+    from datamodules.video_table import load_videos
+
+    cache = cache or out.with_name(out.name + ".renditions")
+    table = build_synthetic_pairs(load_videos(videos), cache, synthetic)
+    atomic_write(out, lambda p: table.to_parquet(p, index=False))
+    counts = ", ".join(f"{k} {v}" for k, v in table.source.value_counts().sort_index().items())
+    print(f"{out}: {len(table)} synthetic pairs ({counts}); renditions in {cache}")
+
+
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
     "label": label,
+    "pairs": {"synthetic": pairs_synthetic},
     "vmaf": vmaf,
 }
 
