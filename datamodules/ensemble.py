@@ -1,0 +1,475 @@
+"""The teacher ensemble and its pseudo-labelled pairs (paper: "Pseudo-labelling from the teacher
+ensemble").
+
+Per video, the teachers' scores are mapped to a common scale and combined into a weighted mean ȳ
+and variance σ²; a pair (A, B) gets Δ = ȳ_A − ȳ_B, σ_Δ = sqrt(σ_A² + σ_B²) and one of five levels,
+"how the first compares with the second": 0 inferior (Δ < −2σ_Δ), 1 worse (−2σ_Δ ≤ Δ < −σ_Δ),
+2 similar (|Δ| ≤ σ_Δ), 3 better (σ_Δ < Δ ≤ 2σ_Δ), 4 superior (Δ > 2σ_Δ).
+
+Decisions the paper leaves open:
+- σ_Δ = 0 (every teacher agrees on both videos, or each video was scored by one teacher): the
+  same inequalities read literally, so any Δ > 0 is superior, any Δ < 0 inferior, Δ = 0 similar.
+- A video scored by only some teachers uses those present; seen by one, its variance is 0, so it
+  adds no uncertainty to its pairs: pairs of two such videos are always superior, inferior or
+  similar. `min_teachers` drops such videos where that is unwanted.
+- Variance is the weighted population variance Σw(y − ȳ)²/Σw (equal weights: the plain one).
+- How candidate pairs are drawn is not stated: here uniformly, or spread evenly over pairs of
+  quality bins (`stratified`), seeded, with an optional cap on pairs per video.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from numpy.typing import ArrayLike
+from scipy.optimize import OptimizeWarning, curve_fit
+from scipy.stats import norm
+
+ScaleMapping = Literal["logistic", "zscore", "rank"]
+PairStrategy = Literal["uniform", "stratified"]
+LEVELS = ("inferior", "worse", "similar", "better", "superior")
+PAIR_COLUMNS = (
+    "first_id", "second_id", "first_path", "second_path", "level", "source", "round",
+    "delta", "sigma_delta", "z", "soft_label",
+)  # fmt: skip
+MIN_LOGISTIC_POINTS = 5  # 4 parameters: with fewer shared videos the "fit" only interpolates
+ENUMERATE_LIMIT = 2_000_000  # up to this many candidate pairs (about 2,000 videos) draw exactly
+
+
+@dataclass(frozen=True)
+class TeacherMix:
+    """Which teachers make the ensemble, how much each counts, and their common scale."""
+
+    teachers: dict[str, float] = field(default_factory=dict)
+    """Teacher name -> weight (>= 0); empty: every score table given, equally weighted."""
+    mapping: ScaleMapping = "logistic"
+    """Common scale: `logistic` (4-parameter logistic onto the reference teacher, the paper's
+    later version), `zscore` (each teacher standardised) or `rank` (ranks scaled to [0, 1])."""
+    reference: str | None = None
+    """The teacher whose scale `logistic` maps the others onto; None: the first one."""
+
+    def __post_init__(self) -> None:
+        # A wrong value fails when the config is read, before any work starts.
+        if self.mapping not in ("logistic", "zscore", "rank"):
+            raise ValueError(f"mapping: unknown {self.mapping!r}; use logistic, zscore or rank")
+        bad = {k: w for k, w in self.teachers.items() if not (np.isfinite(w) and w >= 0)}
+        if bad:
+            raise ValueError(f"teachers: weights must be finite and >= 0, got {bad}")
+        if self.teachers and self.reference is not None and self.reference not in self.teachers:
+            raise ValueError(f"reference: {self.reference!r} is not one of the teachers")
+
+    def select(self, tables: Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
+        """The tables this mix uses, in its order; a named teacher without a table fails."""
+        if not self.teachers:
+            return dict(tables)
+        missing = [name for name in self.teachers if name not in tables]
+        if missing:
+            raise ValueError(
+                f"no score table for teacher(s) {', '.join(missing)}; "
+                f"tables: {', '.join(tables) or 'none'}"
+            )
+        return {name: tables[name] for name in self.teachers}
+
+    def ensemble(self, tables: Mapping[str, pd.DataFrame], min_teachers: int = 1) -> pd.DataFrame:
+        """`ensemble_scores` of the selected tables with this mix's weights and scale."""
+        weights = dict(self.teachers) or None
+        return ensemble_scores(
+            self.select(tables), weights, self.mapping, self.reference, min_teachers=min_teachers
+        )
+
+
+def ensemble_scores(
+    tables: Mapping[str, pd.DataFrame],
+    weights: Mapping[str, float] | None = None,
+    mapping: ScaleMapping = "logistic",
+    reference: str | None = None,
+    *,
+    min_teachers: int = 1,
+) -> pd.DataFrame:
+    """Per video: `video_id`, weighted `mean` and `var` across teachers, and `n_teachers`.
+
+    `tables`: teacher name -> DataFrame[`video_id`, `score`], higher is better; rows whose score
+    is NaN (failed) are dropped. Teachers with weight 0 are left out. Sorted by `video_id`."""
+    if not tables:
+        raise ValueError("no score tables to ensemble")
+    weights = _check_weights(tables, weights)
+    scores = {name: _clean(name, table) for name, table in tables.items() if weights[name] > 0}
+    mapped = _to_common_scale(scores, mapping, reference)
+    long = pd.concat(
+        pd.DataFrame({"video_id": s.index, "y": s.to_numpy(), "w": weights[name]})
+        for name, s in mapped.items()
+    )
+    long["wy"] = long.w * long.y
+    sums = long.groupby("video_id", sort=True).agg(w=("w", "sum"), wy=("wy", "sum"))
+    mean = sums.wy / sums.w
+    # Two passes (deviations from the mean) rather than E[y²] − ȳ², which cancels badly.
+    long["wd2"] = long.w * (long.y - long.video_id.map(mean)) ** 2
+    grouped = long.groupby("video_id", sort=True)
+    n_teachers = grouped.size().to_numpy().astype(np.int64)
+    # One teacher: exactly 0, not the rounding residue of y − (w·y)/w, as the σ_Δ = 0 rule needs.
+    var = np.where(n_teachers == 1, 0.0, (grouped.wd2.sum() / sums.w).to_numpy())
+    out = pd.DataFrame(
+        {
+            "video_id": mean.index.astype(str),
+            "mean": mean.to_numpy(),
+            "var": var,
+            "n_teachers": n_teachers,
+        }
+    )
+    return out[out.n_teachers >= min_teachers].reset_index(drop=True)
+
+
+def five_level(delta: ArrayLike, sigma: ArrayLike) -> np.ndarray:
+    """The paper's level (0 inferior ... 4 superior) of Δ against σ_Δ, elementwise (int64).
+
+    σ_Δ = 0 applies the same inequalities: Δ > 0 superior, Δ < 0 inferior, Δ = 0 similar."""
+    d, s = np.broadcast_arrays(np.asarray(delta, float), np.asarray(sigma, float))
+    if not np.isfinite(d).all():
+        raise ValueError("delta must be finite")
+    if np.isnan(s).any() or (s < 0).any():
+        raise ValueError("sigma must be >= 0")
+    level = np.full(d.shape, 2, np.int64)
+    level[d > s] = 3
+    level[d > 2 * s] = 4
+    level[d < -s] = 1
+    level[d < -2 * s] = 0
+    return level
+
+
+def z_and_soft_label(
+    delta: np.ndarray, sigma: np.ndarray, clip: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
+    """z = Δ/σ_Δ (±inf where σ_Δ = 0 and Δ ≠ 0; 0 where both are 0) and P(first is better) =
+    Φ(z) clipped to [clip, 1 − clip], so that a cross-entropy on it stays finite."""
+    d, s = np.asarray(delta, float), np.asarray(sigma, float)
+    z = np.divide(d, s, out=np.where(d > 0, np.inf, np.where(d < 0, -np.inf, 0.0)), where=s > 0)
+    return z, np.clip(norm.cdf(z), clip, 1 - clip)
+
+
+def sample_pairs(
+    ensemble: pd.DataFrame,
+    n_pairs: int,
+    strategy: PairStrategy = "uniform",
+    max_pairs_per_video: int | None = None,
+    seed: int = 0,
+    *,
+    n_bins: int = 5,
+) -> pd.DataFrame:
+    """`n_pairs` pairs (`first_id`, `second_id`) of distinct videos of `ensemble`, seeded.
+
+    No unordered pair twice; each pair's order is a coin flip; no video in more than
+    `max_pairs_per_video` pairs. `uniform`: every unordered pair equally likely. `stratified`:
+    videos fall into `n_bins` equal-count bins of ensemble `mean`, and each pair of bins (a bin
+    with itself included) gets the same share of pairs, so similar-quality pairs (which give the
+    `similar` level) are as common as far-apart ones. Fewer pairs than asked, with a warning,
+    where the videos and the cap do not allow more. The input's row order does not matter."""
+    if n_pairs < 0:
+        raise ValueError(f"n_pairs must be >= 0, got {n_pairs}")
+    if max_pairs_per_video is not None and max_pairs_per_video < 1:
+        raise ValueError(f"max_pairs_per_video must be >= 1, got {max_pairs_per_video}")
+    if strategy not in ("uniform", "stratified"):
+        raise ValueError(f"unknown pair strategy {strategy!r}; use uniform or stratified")
+    table = ensemble.sort_values("video_id", kind="stable").reset_index(drop=True)
+    if table.video_id.duplicated().any():
+        raise ValueError("the ensemble lists a video twice")
+    ids = table.video_id.astype(str).to_numpy()
+    n = len(ids)
+    if strategy == "stratified":
+        bins = _quality_bins(table["mean"].to_numpy(float), n_bins)
+    else:
+        bins = np.zeros(n, np.int64)
+    rng = np.random.default_rng(seed)
+    if n * (n - 1) // 2 <= ENUMERATE_LIMIT:
+        lo, hi = _draw_enumerated(bins, n_pairs, max_pairs_per_video, rng)
+    else:
+        lo, hi = _draw_rejecting(bins, n_pairs, max_pairs_per_video, rng)
+    if len(lo) < n_pairs:
+        warnings.warn(
+            f"asked for {n_pairs} pairs, {n} videos allow {len(lo)} "
+            f"(max_pairs_per_video={max_pairs_per_video})",
+            stacklevel=2,
+        )
+    swap = rng.random(len(lo)) < 0.5
+    first, second = np.where(swap, hi, lo), np.where(swap, lo, hi)
+    return pd.DataFrame({"first_id": ids[first], "second_id": ids[second]})
+
+
+def build_ensemble_pairs(
+    tables: Mapping[str, pd.DataFrame],
+    videos: pd.DataFrame,
+    n_pairs: int,
+    *,
+    mix: TeacherMix | None = None,
+    strategy: PairStrategy = "uniform",
+    max_pairs_per_video: int | None = None,
+    n_bins: int = 5,
+    seed: int = 0,
+    round_index: int = 0,
+    min_teachers: int = 1,
+    soft_clip: float = 1e-3,
+) -> pd.DataFrame:
+    """The pair table of one round: ensemble, sample, label. Columns: `PAIR_COLUMNS`.
+
+    `videos`: DataFrame[`video_id`, `path`] (the pool); scored videos missing from it are left
+    out with a warning. Same inputs and seed give the same table."""
+    if videos.video_id.duplicated().any():
+        raise ValueError("the video table lists a video id twice")
+    paths = pd.Series(videos.path.astype(str).to_numpy(), index=videos.video_id.astype(str))
+    ensemble = (mix or TeacherMix()).ensemble(tables, min_teachers=min_teachers)
+    known = ensemble.video_id.isin(paths.index)
+    if not known.all():
+        warnings.warn(
+            f"{(~known).sum()} scored videos are not in the video table and are left out, "
+            f"e.g. {', '.join(ensemble.video_id[~known][:3])}",
+            stacklevel=2,
+        )
+    ensemble = ensemble[known]
+    pairs = sample_pairs(ensemble, n_pairs, strategy, max_pairs_per_video, seed, n_bins=n_bins)
+    stats = ensemble.set_index("video_id")
+    first, second = stats.loc[pairs.first_id], stats.loc[pairs.second_id]
+    delta = first["mean"].to_numpy() - second["mean"].to_numpy()
+    sigma = np.sqrt(first["var"].to_numpy() + second["var"].to_numpy())
+    z, soft = z_and_soft_label(delta, sigma, soft_clip)
+    return pd.DataFrame(
+        {
+            "first_id": pairs.first_id,
+            "second_id": pairs.second_id,
+            "first_path": paths.loc[pairs.first_id].to_numpy(),
+            "second_path": paths.loc[pairs.second_id].to_numpy(),
+            "level": five_level(delta, sigma),
+            "source": "ensemble",
+            "round": np.int64(round_index),
+            "delta": delta,
+            "sigma_delta": sigma,
+            "z": z,
+            "soft_label": soft,
+        },
+        columns=list(PAIR_COLUMNS),
+    )
+
+
+# --- scores onto a common scale ---------------------------------------------------------------
+
+
+def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """ŷ = β2 + (β1 − β2) / (1 + exp(−(x − β3)/|β4|)) (reference/datasets.md)."""
+    t = np.clip(-(x - b3) / (abs(b4) + 1e-12), -500, 500)  # clip: exp overflows past ~709
+    return b2 + (b1 - b2) / (1 + np.exp(t))
+
+
+def fit_to_reference(
+    x: np.ndarray, y: np.ndarray, name: str = "teacher"
+) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A map from a teacher's scores `x` onto the reference's `y` (same videos, in order).
+
+    The 4-parameter logistic; where it cannot be fitted, a straight line (with a warning); where
+    no line fits either (fewer than 2 shared videos, constant `x`), None with a warning, and the
+    caller matches mean and spread instead. A returned map never gives NaN for finite input."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    reason = _logistic_unfit(x, y)
+    if reason is None:
+        p0 = [y.max(), y.min(), x.mean(), x.std() / 4]  # datasets.md's initialisation
+        try:
+            with warnings.catch_warnings(), np.errstate(all="ignore"):
+                warnings.simplefilter("ignore", OptimizeWarning)  # covariance, unused here
+                params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000)
+            fitted = logistic4(x, *params)
+            if not (np.isfinite(params).all() and np.isfinite(fitted).all()):
+                reason = "non-finite parameters"
+            elif np.ptp(fitted) == 0:
+                reason = "a flat curve"
+            else:
+                return lambda v: logistic4(np.asarray(v, float), *params)
+        except (RuntimeError, ValueError, FloatingPointError) as err:
+            reason = f"{type(err).__name__}: {err}"
+    if len(x) >= 2 and x.std() > 0:
+        slope, intercept = np.polyfit(x, y, 1)
+        warnings.warn(f"{name}: logistic fit failed ({reason}); linear fit instead", stacklevel=3)
+        return lambda v: intercept + slope * np.asarray(v, float)
+    warnings.warn(
+        f"{name}: logistic fit failed ({reason}); matching mean and spread instead", stacklevel=3
+    )
+    return None
+
+
+def _logistic_unfit(x: np.ndarray, y: np.ndarray) -> str | None:
+    if len(x) < MIN_LOGISTIC_POINTS:
+        return f"{len(x)} videos shared with the reference, {MIN_LOGISTIC_POINTS} needed"
+    if x.std() == 0 or y.std() == 0:
+        return "constant scores on the shared videos"
+    return None
+
+
+def _to_common_scale(
+    scores: dict[str, pd.Series], mapping: ScaleMapping, reference: str | None
+) -> dict[str, pd.Series]:
+    if reference is not None and reference not in scores:
+        raise ValueError(
+            f"reference teacher {reference!r} is not among the weighted teachers "
+            f"({', '.join(scores)})"
+        )
+    if mapping == "zscore":
+        return {name: _zscore(name, s) for name, s in scores.items()}
+    if mapping == "rank":
+        # Ranks to [0, 1]; a lone score sits in the middle.
+        return {
+            name: (s.rank() - 1) / (len(s) - 1) if len(s) > 1 else s * 0 + 0.5
+            for name, s in scores.items()
+        }
+    if mapping != "logistic":
+        raise ValueError(f"unknown mapping {mapping!r}; use logistic, zscore or rank")
+    reference = next(iter(scores)) if reference is None else reference
+    ref = scores[reference]
+    out = {}
+    for name, s in scores.items():
+        if name == reference:
+            out[name] = s
+            continue
+        shared = s.index.intersection(ref.index)
+        fn = fit_to_reference(s[shared].to_numpy(), ref[shared].to_numpy(), name)
+        if fn is None:
+            z = _zscore(name, s)
+            out[name] = ref.mean() + ref.std(ddof=0) * z
+        else:
+            out[name] = pd.Series(fn(s.to_numpy()), index=s.index)
+        if out[name].iloc[np.argmax(s.to_numpy())] < out[name].iloc[np.argmin(s.to_numpy())]:
+            warnings.warn(
+                f"{name}: maps onto {reference} in reverse order; do the two agree on which "
+                "direction is better (higher_is_better)?",
+                stacklevel=3,
+            )
+    return out
+
+
+def _zscore(name: str, s: pd.Series) -> pd.Series:
+    std = s.std(ddof=0)
+    if not std > 0:
+        warnings.warn(f"{name}: all scores are equal; z-scores are 0", stacklevel=4)
+        return s * 0.0
+    return (s - s.mean()) / std
+
+
+def _check_weights(
+    tables: Mapping[str, pd.DataFrame], weights: Mapping[str, float] | None
+) -> dict[str, float]:
+    if weights is None:
+        return dict.fromkeys(tables, 1.0)
+    unknown = set(weights) - set(tables)
+    missing = [name for name in tables if name not in weights]
+    if unknown or missing:
+        raise ValueError(
+            f"weights must name exactly the teachers with tables ({', '.join(tables)}); "
+            f"unknown: {', '.join(sorted(unknown)) or '-'}, missing: {', '.join(missing) or '-'}"
+        )
+    bad = {k: w for k, w in weights.items() if not (np.isfinite(w) and w >= 0)}
+    if bad:
+        raise ValueError(f"weights must be finite and >= 0, got {bad}")
+    if not any(w > 0 for w in weights.values()):
+        raise ValueError("at least one teacher needs a weight > 0")
+    return {name: float(weights[name]) for name in tables}
+
+
+def _clean(name: str, table: pd.DataFrame) -> pd.Series:
+    """Teacher `name`'s finite scores indexed by video id (failed rows, NaN, dropped)."""
+    if not {"video_id", "score"} <= set(table.columns):
+        raise ValueError(
+            f"score table of {name!r} needs columns video_id, score; has {', '.join(table.columns)}"
+        )
+    ids = table.video_id.astype(str)
+    if ids.duplicated().any():
+        raise ValueError(f"score table of {name!r} lists {ids[ids.duplicated()].iloc[0]} twice")
+    score = pd.to_numeric(table.score, errors="coerce").to_numpy(float)
+    ok = np.isfinite(score)
+    if not ok.any():
+        raise ValueError(f"score table of {name!r} has no finite scores (every row failed?)")
+    return pd.Series(score[ok], index=ids[ok].to_numpy()).sort_index()
+
+
+# --- pair drawing -----------------------------------------------------------------------------
+
+
+def _quality_bins(mean: np.ndarray, n_bins: int) -> np.ndarray:
+    """Equal-count quantile bins of `mean` (ties split by video order, so bins never empty)."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    n = len(mean)
+    position = np.empty(n, np.int64)
+    position[np.argsort(mean, kind="stable")] = np.arange(n)
+    return position * min(n_bins, max(n, 1)) // max(n, 1)
+
+
+def _draw_enumerated(
+    bins: np.ndarray, n_pairs: int, cap: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted draw without replacement over every unordered pair: exponential clocks
+    (Exp(1)/w, smallest first) order the pairs as successive weighted draws would."""
+    i, j = np.triu_indices(len(bins), k=1)
+    cell = _bin_pair(bins[i], bins[j], int(bins.max(initial=0)) + 1)
+    weight = 1.0 / np.bincount(cell)[cell]  # each bin pair gets the same total weight
+    order = np.argsort(rng.standard_exponential(len(i)) / weight, kind="stable")
+    return _take(i[order], j[order], n_pairs, cap, len(bins))
+
+
+def _draw_rejecting(
+    bins: np.ndarray, n_pairs: int, cap: int | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """For pools too big to enumerate: draw a bin pair, then a video from each, in batches;
+    repeats, self-pairs and capped videos are skipped. Stops when batches stop adding pairs."""
+    n, n_cells = len(bins), int(bins.max(initial=0)) + 1
+    members = np.argsort(bins, kind="stable")
+    size = np.bincount(bins, minlength=n_cells)
+    start = np.concatenate([[0], np.cumsum(size)[:-1]])
+    a, b = np.triu_indices(n_cells)
+    usable = np.where(a == b, size[a] >= 2, (size[a] > 0) & (size[b] > 0))
+    a, b = a[usable], b[usable]
+    taken: set[int] = set()
+    count = [0] * n
+    out_i: list[int] = []
+    out_j: list[int] = []
+    stale = 0
+    while len(out_i) < n_pairs and stale < 5 and len(a):
+        k = max(1024, 2 * (n_pairs - len(out_i)))
+        cell = rng.integers(len(a), size=k)
+        i = members[start[a[cell]] + (rng.random(k) * size[a[cell]]).astype(np.int64)]
+        j = members[start[b[cell]] + (rng.random(k) * size[b[cell]]).astype(np.int64)]
+        before = len(out_i)
+        for p, q in zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(), strict=True):
+            code = p * n + q
+            if p == q or code in taken or (cap and (count[p] >= cap or count[q] >= cap)):
+                continue
+            taken.add(code)
+            count[p] += 1
+            count[q] += 1
+            out_i.append(p)
+            out_j.append(q)
+            if len(out_i) == n_pairs:
+                break
+        stale = stale + 1 if len(out_i) == before else 0
+    return np.asarray(out_i, np.int64), np.asarray(out_j, np.int64)
+
+
+def _take(
+    i: np.ndarray, j: np.ndarray, n_pairs: int, cap: int | None, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first `n_pairs` of the ordered candidates whose videos are under the cap."""
+    if cap is None:
+        return i[:n_pairs], j[:n_pairs]
+    count = [0] * n
+    keep: list[int] = []
+    for k, (p, q) in enumerate(zip(i.tolist(), j.tolist(), strict=True)):
+        if count[p] < cap and count[q] < cap:
+            count[p] += 1
+            count[q] += 1
+            keep.append(k)
+            if len(keep) == n_pairs:
+                break
+    return i[keep], j[keep]
+
+
+def _bin_pair(bin_i: np.ndarray, bin_j: np.ndarray, n_cells: int) -> np.ndarray:
+    return np.minimum(bin_i, bin_j) * n_cells + np.maximum(bin_i, bin_j)
