@@ -72,7 +72,7 @@ def list_teachers() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def create_teacher(name: str, **kwargs: object) -> Teacher:
+def create_teacher(name: str, /, **kwargs: object) -> Teacher:
     """A registered teacher by name; unknown names fail listing the known ones."""
     _import_builtin_teachers()
     if name not in _REGISTRY:
