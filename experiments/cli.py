@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from jsonargparse import CLI, set_parsing_settings
 
+from datamodules.ensemble import TeacherMix
 from datamodules.sample_corpus import CorpusConfig
 from datamodules.synthetic_pairs import SyntheticPairConfig
 
 _SYNTH = SyntheticPairConfig()
+_MIX = TeacherMix()
 
 
 def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusConfig()) -> None:
@@ -178,10 +181,52 @@ def pairs_synthetic(
     print(f"{out}: {len(table)} synthetic pairs ({counts}); renditions in {cache}")
 
 
+def pairs_ensemble(
+    scores: Path = Path("data/scores"),
+    videos: str = "data/sample/pool.parquet",
+    out: Path = Path("data/pairs/ensemble.parquet"),
+    pairs: int = 500,
+    mix: TeacherMix = _MIX,
+    strategy: Literal["uniform", "stratified"] = "uniform",
+    max_pairs_per_video: int | None = None,
+    seed: int = 0,
+) -> None:
+    """Build an ensemble pair table: teachers' scores -> common scale -> the paper's five levels.
+
+    Args:
+        scores: Folder of score tables written by `w2svqa label`, one `NAME.parquet` per teacher.
+        videos: The videos the pairs are drawn from (folder or table with `path`).
+        out: The pair table to write (parquet).
+        pairs: How many pairs to draw.
+        mix: Teachers and weights (empty: every table, equal weights), scale mapping, reference.
+        strategy: `uniform` random pairs, or `stratified` across quality bins.
+        max_pairs_per_video: Cap on the pairs any one video takes part in.
+        seed: Seed of the pair draw.
+    """
+    from datamodules._io import atomic_write
+    from datamodules.ensemble import build_ensemble_pairs
+    from datamodules.video_table import load_videos
+    from lightning_modules.scoring import read_scores
+
+    tables = {}
+    for path in sorted(scores.glob("*.parquet")):
+        table = read_scores(path)
+        tables[path.stem] = table.loc[table.status == "ok", ["video_id", "score"]]
+    if not tables:
+        raise SystemExit(f"{scores}: no score tables (*.parquet); run `w2svqa label` first")
+    table = build_ensemble_pairs(
+        tables, load_videos(videos), pairs, mix=mix, strategy=strategy,
+        max_pairs_per_video=max_pairs_per_video, seed=seed, round_index=1,
+    )  # fmt: skip
+    atomic_write(out, lambda p: table.to_parquet(p, index=False))
+    levels = table.level.value_counts().sort_index().to_dict()
+    print(f"{out}: {len(table)} ensemble pairs from {', '.join(tables)}; levels {levels}")
+
+
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
     "label": label,
-    "pairs": {"synthetic": pairs_synthetic},
+    "pairs": {"ensemble": pairs_ensemble, "synthetic": pairs_synthetic},
     "vmaf": vmaf,
 }
 
