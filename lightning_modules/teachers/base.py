@@ -85,8 +85,4 @@ def _import_builtin_teachers() -> None:
     import importlib
 
     for module in ("classical", "tables"):
-        try:
-            importlib.import_module(f"lightning_modules.teachers.{module}")
-        except ModuleNotFoundError as err:
-            if err.name != f"lightning_modules.teachers.{module}":
-                raise
+        importlib.import_module(f"lightning_modules.teachers.{module}")
