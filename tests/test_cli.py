@@ -39,3 +39,37 @@ def test_vmaf_command(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert score == pytest.approx(frames.vmaf.mean(), abs=1e-3)
     main(["vmaf", str(ref), str(ref)])
     assert float(capsys.readouterr().out) > score + 20
+
+
+def test_label_then_pairs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from datamodules.distortions import apply_distortion
+
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    clip = real_clip("bikes", frames=10, height=64)
+    for level in range(4):  # one source, four blur levels: the blur teacher must rank them
+        blurred = apply_distortion(clip, 25, "blur", level + 1)
+        encode_frames(blurred, 25, pool / f"blur{level}.mp4")
+    (pool / "broken.mp4").write_text("not a video")
+    scores = tmp_path / "scores"
+    for teacher in ("blur", "exposure"):
+        main(["label", "--teacher", teacher, "--videos", str(pool),
+              "--out", str(scores / f"{teacher}.parquet"), "--workers", "0"])  # fmt: skip
+    out = capsys.readouterr()
+    assert "4 scored, 0 skipped (already scored), 1 failed" in out.out
+    assert "broken.mp4: not a readable video" in out.err
+    blur = pd.read_parquet(scores / "blur.parquet").query("status == 'ok'")
+    assert blur.sort_values("video_id").score.is_monotonic_decreasing  # more blur, lower score
+
+    pairs = tmp_path / "pairs.parquet"
+    main(["pairs", "ensemble", "--scores", str(scores), "--videos", str(pool), "--out", str(pairs),
+          "--pairs", "6", "--mix.mapping", "rank"])  # fmt: skip
+    table = pd.read_parquet(pairs)
+    assert len(table) == 6 and table.level.between(0, 4).all()
+    assert "6 ensemble pairs from blur, exposure" in capsys.readouterr().out
+
+    main(["label", "--list"])
+    names = [line.split("\t")[0] for line in capsys.readouterr().out.splitlines()]
+    assert {"niqe", "blur", "noise", "blockiness", "exposure", "stutter", "score_table"} <= set(
+        names
+    )
