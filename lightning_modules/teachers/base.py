@@ -84,5 +84,5 @@ def _import_builtin_teachers() -> None:
     # Importing the modules runs their @register_teacher decorators.
     import importlib
 
-    for module in ("classical", "tables"):
+    for module in ("classical", "tables", "vlm"):
         importlib.import_module(f"lightning_modules.teachers.{module}")
