@@ -88,10 +88,10 @@ def read_scores(table: str | os.PathLike) -> pd.DataFrame:
     """A teacher's score table with the parts of an unfinished run merged in (latest record wins,
     a valid score over a failure)."""
     table = Path(table)
-    frames = [pd.read_parquet(table)] if table.exists() else []
+    frames = [_read_score_file(table)] if table.exists() else []
     parts = _parts_dir(table)
     if parts.is_dir():
-        frames += [pd.read_parquet(p) for p in sorted(parts.glob("*.parquet"))]
+        frames += [_read_score_file(p) for p in sorted(parts.glob("*.parquet"))]
     if not frames:
         return pd.DataFrame(columns=COLUMNS)
     scores = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
@@ -139,6 +139,21 @@ def label_videos(
         failed=len(this_run) - scored,
         seconds=time.perf_counter() - start,
     )
+
+
+def _read_score_file(path: Path) -> pd.DataFrame:
+    """One score table or part file; anything else is an error naming the file and the fix."""
+    try:
+        frame = pd.read_parquet(path)
+    except Exception as err:  # pyarrow raises several types for a file that is not parquet
+        raise ValueError(
+            f"{path}: not a score table ({type(err).__name__}); "
+            "point --out at a new file or delete this one to re-score"
+        ) from err
+    missing = set(COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: not a score table (missing columns {sorted(missing)})")
+    return frame
 
 
 def _parts_dir(table: Path) -> Path:

@@ -106,3 +106,13 @@ def test_video_tables(tmp_path: Path, pool: Path) -> None:
     (tmp_path / "loop" / "self").symlink_to(tmp_path / "loop")  # a symlink loop is not followed
     write_numbered(tmp_path / "loop" / "a.mp4", 2)
     assert load_videos(tmp_path / "loop").video_id.tolist() == ["a.mp4"]
+
+
+def test_a_broken_score_table_is_named(pool: Path, tmp_path: Path) -> None:
+    out = tmp_path / "scores.parquet"
+    out.write_text("not parquet")
+    with pytest.raises(ValueError, match=r"scores.parquet: not a score table"):
+        label_videos(MeanLevel(), load_videos(pool), out, workers=0)
+    pd.DataFrame({"video_id": ["a"], "score": [1.0]}).to_parquet(out)
+    with pytest.raises(ValueError, match=r"missing columns \['error', 'native', 'path'"):
+        read_scores(out)
