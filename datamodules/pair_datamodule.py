@@ -5,25 +5,33 @@ shuffling uses a bounded buffer. Each (rank, worker) takes every k-th row, k = r
 DDP ranks and loader workers see disjoint shares that together cover each table once per epoch.
 A pair whose video cannot be decoded is skipped and counted: each sample carries `skipped`, the
 number of pairs its worker dropped since its previous sample, and a batch carries their sum.
+
+What a video becomes is the consumer's choice: `prepare(frames, path)` maps the decoded uint8
+frames to a tensor or a dict of tensors (a student's `prepare`; a `VideoTransform` ignores the
+path). Validation sets are labelled video tables scored one video at a time, broken ones dropped
+and counted the same way.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pyarrow.parquet as pq
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
 from datamodules.frame_sampling import Sampler, UniformFrames, read_clip
 from datamodules.transforms import VideoTransform
 from datamodules.video_reader import VideoReadError
+from datamodules.video_table import load_labelled_videos
 
+Prepare = Callable[[np.ndarray, str], Any]  # uint8 (T, H, W, 3) frames, path -> model input
 _COLUMNS = ["first_id", "second_id", "first_path", "second_path", "level", "soft_label", "source"]
 
 
@@ -34,14 +42,14 @@ class PairStream(IterableDataset):
         self,
         tables: Sequence[str | os.PathLike],
         sampler: Sampler,
-        transform: Callable[[np.ndarray], torch.Tensor],
+        prepare: Prepare,
         shuffle_buffer: int = 256,
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
     ) -> None:
         self.tables = [str(t) for t in tables]
-        self.sampler, self.transform = sampler, transform
+        self.sampler, self.prepare = sampler, prepare
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.rank, self.world_size = rank, world_size  # None: from torch.distributed when iterated
         self.epoch = 0
@@ -56,13 +64,16 @@ class PairStream(IterableDataset):
         skipped = 0
         for row in _shuffled(self._rows(shard, shards), self.shuffle_buffer, rng):
             try:
-                first = self.transform(read_clip(row["first_path"], self.sampler))
-                second = self.transform(read_clip(row["second_path"], self.sampler))
+                first = self._load(row["first_path"])
+                second = self._load(row["second_path"])
             except VideoReadError:
                 skipped += 1  # counted and reported with the next sample, never fatal
                 continue
             yield {**row, "first": first, "second": second, "skipped": skipped}
             skipped = 0
+
+    def _load(self, path: str) -> Any:
+        return self.prepare(read_clip(path, self.sampler), path)
 
     def _shard(self) -> tuple[int, int]:
         rank, world = self.rank, self.world_size
@@ -98,10 +109,10 @@ def _shuffled(rows: Iterator[dict], size: int, rng: np.random.Generator) -> Iter
 
 
 def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack `first`/`second` into `(B, T, C, H, W)`; labels into tensors; ids stay lists."""
+    """Stack `first`/`second` (e.g. into `(B, T, C, H, W)`); labels into tensors; ids stay lists."""
     return {
-        "first": torch.stack([s["first"] for s in samples]),
-        "second": torch.stack([s["second"] for s in samples]),
+        "first": default_collate([s["first"] for s in samples]),
+        "second": default_collate([s["second"] for s in samples]),
         "level": torch.tensor([s["level"] for s in samples], dtype=torch.long),
         "soft_label": torch.tensor([s["soft_label"] for s in samples], dtype=torch.float32),
         "first_id": [s["first_id"] for s in samples],
@@ -111,30 +122,82 @@ def collate_pairs(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+class LabelledVideos(Dataset):
+    """A labelled video table (`video_id`, `path`, `mos`) as prepared inputs; broken videos give
+    None, which `collate_labelled` drops and counts."""
+
+    def __init__(self, table: pd.DataFrame, sampler: Sampler, prepare: Prepare) -> None:
+        self.table = table.reset_index(drop=True)
+        self.sampler, self.prepare = sampler, prepare
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, i: int) -> dict[str, Any] | None:
+        row = self.table.iloc[i]
+        try:
+            video = self.prepare(read_clip(row.path, self.sampler), row.path)
+        except VideoReadError:
+            return None
+        return {"video": video, "mos": float(row.mos), "video_id": str(row.video_id)}
+
+
+def collate_labelled(samples: list[dict[str, Any] | None]) -> dict[str, Any]:
+    """Batch the readable videos; `skipped` counts the unreadable ones."""
+    ok = [s for s in samples if s is not None]
+    batch: dict[str, Any] = {
+        "skipped": len(samples) - len(ok),
+        "video_id": [s["video_id"] for s in ok],
+    }
+    if ok:
+        batch["video"] = default_collate([s["video"] for s in ok])
+        batch["mos"] = torch.tensor([s["mos"] for s in ok], dtype=torch.float32)
+    return batch
+
+
 class PairDataModule(L.LightningDataModule):
-    """Streams training pairs from pair tables for the student."""
+    """Streams training pairs from pair tables, and labelled validation sets, for the student."""
 
     def __init__(
         self,
         train_pairs: Sequence[str | os.PathLike],
+        val_sets: Mapping[str, str | os.PathLike | pd.DataFrame] | None = None,
+        sampler: Sampler | None = None,
+        prepare: Prepare | None = None,
         frames: int = 8,
         transform: VideoTransform | None = None,
         batch_size: int = 4,
+        val_batch_size: int = 8,
         workers: int = 2,
         shuffle_buffer: int = 256,
         seed: int = 0,
     ) -> None:
+        """`sampler`/`prepare` default to `frames` uniform frames through `transform`;
+        `val_sets`: name -> labelled table (file or DataFrame with `video_id, path, mos`)."""
         super().__init__()
         self.train_pairs = list(train_pairs)
-        self.sampler = UniformFrames(frames)
-        self.transform = transform or VideoTransform()
-        self.batch_size, self.workers = batch_size, workers
+        self.val_sets = {
+            name: t if isinstance(t, pd.DataFrame) else load_labelled_videos(t)
+            for name, t in (val_sets or {}).items()
+        }
+        self.sampler = sampler or UniformFrames(frames)
+        self.prepare = prepare or transform or VideoTransform()
+        self.batch_size, self.val_batch_size, self.workers = batch_size, val_batch_size, workers
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.stream: PairStream | None = None
 
+    @classmethod
+    def for_student(cls, student: Any, train_pairs: Sequence[str | os.PathLike], **kwargs: Any):
+        """Pairs and validation videos decoded and prepared the way `student` wants them."""
+        return cls(train_pairs, sampler=student.sampler(), prepare=student.prepare, **kwargs)
+
+    @property
+    def val_names(self) -> list[str]:
+        return list(self.val_sets)
+
     def train_dataloader(self) -> DataLoader:
         self.stream = PairStream(
-            self.train_pairs, self.sampler, self.transform, self.shuffle_buffer, self.seed
+            self.train_pairs, self.sampler, self.prepare, self.shuffle_buffer, self.seed
         )
         if self.trainer is not None:  # with reload_dataloaders_every_n_epochs=1, a new order
             self.stream.set_epoch(self.trainer.current_epoch)
@@ -145,3 +208,15 @@ class PairDataModule(L.LightningDataModule):
             collate_fn=collate_pairs,
             persistent_workers=False,  # workers are re-made each epoch with the new epoch's order
         )
+
+    def val_dataloader(self) -> list[DataLoader]:
+        return [
+            DataLoader(
+                LabelledVideos(table, self.sampler, self.prepare),
+                batch_size=self.val_batch_size,
+                num_workers=self.workers,
+                collate_fn=collate_labelled,
+                shuffle=False,
+            )
+            for table in self.val_sets.values()
+        ]

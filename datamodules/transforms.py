@@ -71,7 +71,8 @@ class VideoTransform:
     std: tuple[float, float, float] = IMAGENET_STD
     interpolation: str = "bicubic"
 
-    def __call__(self, frames: np.ndarray | torch.Tensor) -> torch.Tensor:
+    def __call__(self, frames: np.ndarray | torch.Tensor, path: str | None = None) -> torch.Tensor:
+        """`path` is accepted (and ignored) so a transform can serve as a loader's `prepare`."""
         x = to_float(frames)
         if self.resize is not None:
             x = resize(x, self.resize, self.interpolation)

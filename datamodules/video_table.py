@@ -53,7 +53,28 @@ def _scan_folder(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["video_id", "path"])
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+LABEL_COLUMNS = ("mos", "score", "vmaf")  # looked for in this order when no label column is named
+
+
+def load_labelled_videos(source: str | os.PathLike, label: str | None = None) -> pd.DataFrame:
+    """`video_id`, `path`, `mos` from a labelled table: `.parquet`/`.csv` with a `path` column and
+    the label column `label` (default: the first of mos, score, vmaf), or a DOVER `labels.txt`."""
+    source = Path(source)
+    if not source.is_file():
+        raise VideoTableError(f"{source}: no such label table")
+    table = _read_table(source, label=label or "auto")
+    if table.empty:
+        raise VideoTableError(f"{source}: holds no videos")
+    bad = table.mos.isna()
+    if bad.any():
+        raise VideoTableError(
+            f"{source}: {int(bad.sum())} rows without a numeric label, e.g. "
+            f"{', '.join(table.path[bad].head(3))}"
+        )
+    return table.reset_index(drop=True)
+
+
+def _read_table(path: Path, label: str | None = None) -> pd.DataFrame:
     suffix = path.suffix.lower()
     try:
         if suffix == ".parquet":
@@ -61,8 +82,10 @@ def _read_table(path: Path) -> pd.DataFrame:
         elif suffix == ".csv":
             table = pd.read_csv(path)
         elif suffix == ".txt":
-            table = pd.read_csv(path, header=None, sep=r",\s*", engine="python", usecols=[0])
-            table.columns = ["path"]
+            cols = [0, 3] if label else [0]  # DOVER: path, a, t, score
+            table = pd.read_csv(path, header=None, sep=r",\s*", engine="python", usecols=cols)
+            table.columns = ["path", "mos"][: len(cols)]
+            label = "mos" if label else None
         else:
             raise VideoTableError(f"{path}: not a folder, .parquet, .csv or labels .txt")
     except (OSError, ValueError, pd.errors.ParserError) as err:
@@ -74,4 +97,24 @@ def _read_table(path: Path) -> pd.DataFrame:
     given = table["path"].astype(str)
     resolved = [str(p if Path(p).is_absolute() else path.parent / p) for p in given]
     ids = table["video_id"].astype(str) if "video_id" in table.columns else given
-    return pd.DataFrame({"video_id": ids.to_numpy(), "path": resolved})
+    out = pd.DataFrame({"video_id": ids.to_numpy(), "path": resolved})
+    if label is not None:
+        column = _label_column(path, table, label)
+        out["mos"] = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
+    return out
+
+
+def _label_column(path: Path, table: pd.DataFrame, label: str) -> str:
+    if label != "auto":
+        if label not in table.columns:
+            raise VideoTableError(
+                f"{path}: no label column {label!r} (columns: {', '.join(table.columns)})"
+            )
+        return label
+    for name in LABEL_COLUMNS:
+        if name in table.columns:
+            return name
+    raise VideoTableError(
+        f"{path}: no label column; expected one of {', '.join(LABEL_COLUMNS)} "
+        f"(columns: {', '.join(table.columns)}); name yours with `label`"
+    )

@@ -8,14 +8,22 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from jsonargparse import CLI, set_parsing_settings
+from jsonargparse import CLI, lazy_instance, set_parsing_settings
 
 from datamodules.ensemble import TeacherMix
 from datamodules.sample_corpus import CorpusConfig
 from datamodules.synthetic_pairs import SyntheticPairConfig
+from lightning_modules.losses import OrderedProbit, PairLoss
+from lightning_modules.students.base import Student
+from lightning_modules.students.compact import CompactStudent
+from lightning_modules.training import OptimConfig
 
 _SYNTH = SyntheticPairConfig()
 _MIX = TeacherMix()
+_OPTIM = OptimConfig()
+# Built only when the command runs; the feature cache makes later epochs and rounds cheap.
+_COMPACT = lazy_instance(CompactStudent, feature_cache="data/features")
+_ORDERED_PROBIT = lazy_instance(OrderedProbit)
 
 
 def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusConfig()) -> None:
@@ -223,10 +231,127 @@ def pairs_ensemble(
     print(f"{out}: {len(table)} ensemble pairs from {', '.join(tables)}; levels {levels}")
 
 
+def train(
+    pairs: str = "data/pairs/ensemble.parquet,data/pairs/synthetic.parquet",
+    out: Path = Path("data/students/student.safetensors"),
+    val: str | None = "test_in_domain=data/sample/test_in_domain.parquet",
+    student: Student = _COMPACT,
+    loss: PairLoss = _ORDERED_PROBIT,
+    optim: OptimConfig = _OPTIM,
+    steps: int = 200,
+    batch_size: int = 8,
+    workers: int = 2,
+    seed: int = 0,
+) -> None:
+    """Train a student on pair tables; print validation metrics before and after; save it.
+
+    Args:
+        pairs: Pair tables (parquet), comma-separated.
+        out: The student file to write (.safetensors).
+        val: Labelled validation sets as NAME=TABLE, comma-separated (tables with path and
+            mos, score or vmaf); empty for none.
+        student: The student (class_path and init_args), e.g. the compact CPU student.
+        loss: The pair loss: OrderedProbit, FidelityLoss, BradleyTerryLoss, MarginLoss for
+            scorers; LevelCrossEntropy (the paper's) for comparators.
+        optim: AdamW, warm-up and cosine decay; per-part learning rates.
+        steps: Optimiser steps.
+        batch_size: Pairs per step.
+        workers: Decoding processes.
+        seed: Seed of the pair order and the initialisation.
+    """
+    from experiments.train import train_student, validation_table
+
+    tables = [p.strip() for p in pairs.split(",") if p.strip()]
+    for table in tables:
+        if not Path(table).is_file():
+            raise SystemExit(f"{table}: no such pair table (run `w2svqa pairs ...` first)")
+    val_sets = dict(_name_value(v, "--val") for v in (val or "").split(",") if v.strip())
+    result = train_student(
+        student, loss, tables, out, val_sets=val_sets, optim=optim, steps=steps,
+        batch_size=batch_size, workers=workers, seed=seed,
+    )  # fmt: skip
+    print(f"{result.checkpoint}: {result.steps} steps in {result.seconds:.1f} s")
+    if result.before:
+        print(validation_table(result).to_string(index=False, float_format="%.4f"))
+
+
+def _name_value(text: str, flag: str) -> tuple[str, str]:
+    name, sep, value = text.strip().partition("=")
+    if not sep or not name or not value:
+        raise SystemExit(f"{flag}: expected NAME=TABLE, got {text.strip()!r}")
+    return name, value
+
+
+def score(
+    paths: list[str] | None = None,
+    checkpoint: Path | None = None,
+    teacher: str | None = None,
+    output: Path | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+) -> None:
+    """Score videos with a trained student (or any teacher): one row per video, as CSV.
+
+    Args:
+        paths: Video files and folders (folders are searched recursively).
+        checkpoint: A student file (.safetensors) or training checkpoint (.ckpt).
+        teacher: Instead of a checkpoint: a registered teacher name or a YAML file.
+        output: CSV to write (path, score, error); default: print to stdout.
+        batch_size: Videos per forward pass.
+        workers: Decoding processes.
+    """
+    import tempfile
+
+    import pandas as pd
+
+    from datamodules.video_table import load_videos
+    from lightning_modules.scoring import label_videos, read_scores
+
+    if (checkpoint is None) == (teacher is None):
+        raise SystemExit("w2svqa score: give exactly one of --checkpoint or --teacher")
+    if not paths:
+        raise SystemExit("w2svqa score: give the videos to score (files or folders)")
+    if checkpoint is not None:
+        from lightning_modules.teachers.student import StudentTeacher
+
+        scorer = StudentTeacher(checkpoint)
+    else:
+        scorer = _load_teacher(teacher)
+    videos = pd.concat([_videos_at(p, load_videos) for p in paths], ignore_index=True)
+    videos = videos.drop_duplicates("path").reset_index(drop=True)
+    videos["video_id"] = videos["path"]  # a CSV row per path given, however it was found
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "scores.parquet"
+        # with the CSV on stdout, no progress bar may share it
+        quiet = {"enable_progress_bar": False} if output is None else None
+        summary = label_videos(scorer, videos, table, batch_size, workers, trainer=quiet)
+        scores = read_scores(table).set_index("path").reindex(videos.path)
+    rows = scores.reset_index()[["path", "score", "error"]]
+    if output is None:
+        rows.to_csv(sys.stdout, index=False)
+    else:
+        from datamodules._io import atomic_write
+
+        atomic_write(output, lambda p: rows.to_csv(p, index=False))
+        print(f"{output}: {summary.scored} scored, {summary.failed} failed", file=sys.stderr)
+
+
+def _videos_at(path: str, load_videos):
+    import pandas as pd
+
+    p = Path(path)
+    if p.is_dir():
+        return load_videos(p)
+    # a single file is scored as given, even if unreadable: the error column says why
+    return pd.DataFrame({"video_id": [str(p)], "path": [str(p)]})
+
+
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
     "label": label,
     "pairs": {"ensemble": pairs_ensemble, "synthetic": pairs_synthetic},
+    "score": score,
+    "train": train,
     "vmaf": vmaf,
 }
 
@@ -234,7 +359,8 @@ COMMANDS = {
 def main(args: list[str] | None = None) -> None:
     # dataclass fields document themselves with a docstring under each one (litgpt style)
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
-    CLI(COMMANDS, args=_bare_flags(sys.argv[1:] if args is None else args))
+    args = _bare_flags(sys.argv[1:] if args is None else args)
+    CLI(COMMANDS, args=_score_paths(args))
 
 
 def _bare_flags(args: list[str]) -> list[str]:
@@ -247,6 +373,23 @@ def _bare_flags(args: list[str]) -> list[str]:
 
 
 BOOLS = ("true", "false", "yes", "no", "1", "0")
+
+
+def _score_paths(args: list[str]) -> list[str]:
+    """`w2svqa score [options] PATH...`: gather the free arguments into `--paths` (jsonargparse
+    reads one positional list only in its own bracket syntax)."""
+    if not args or args[0] != "score" or any(a in ("-h", "--help") for a in args):
+        return args
+    options, paths, i = [], [], 1
+    while i < len(args):
+        arg = args[i]
+        if arg.startswith("--") and "=" not in arg and i + 1 < len(args):
+            options += [arg, args[i + 1]]  # every score option takes a value
+            i += 2
+            continue
+        (options if arg.startswith("--") else paths).append(arg)
+        i += 1
+    return ["score", *options, *([f"--paths={json.dumps(paths)}"] if paths else [])]
 
 
 if __name__ == "__main__":

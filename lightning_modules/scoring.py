@@ -37,22 +37,26 @@ class TeacherScoringModule(L.LightningModule):
         self.teacher = teacher  # an nn.Module teacher becomes a submodule and follows the device
 
     def predict_step(self, batch: list[VideoItem], batch_idx: int) -> list[dict[str, Any]]:
-        return [self._score(item) for item in batch]
+        records = [self._record(item) for item in batch]
+        readable = [i for i, item in enumerate(batch) if item.error is None]
+        with torch.inference_mode():
+            natives = self.teacher.score_native_batch([batch[i] for i in readable])
+        for i, native in zip(readable, natives, strict=True):
+            records[i] = self._scored(records[i], native)
+        return records
 
-    @torch.inference_mode()
-    def _score(self, item: VideoItem) -> dict[str, Any]:
-        record = {"video_id": item.video_id, "path": item.path, "score": math.nan,
-                  "native": math.nan, "status": "failed", "error": item.error}  # fmt: skip
-        if item.error is not None:
-            return record
-        try:
-            native = float(self.teacher.score_native(item))
-        except Exception as err:  # one video's failure is recorded, never fatal
-            record["error"] = f"{self.teacher.name} failed: {type(err).__name__}: {err}"
-            return record
+    @staticmethod
+    def _record(item: VideoItem) -> dict[str, Any]:
+        return {"video_id": item.video_id, "path": item.path, "score": math.nan,
+                "native": math.nan, "status": "failed", "error": item.error}  # fmt: skip
+
+    def _scored(self, record: dict[str, Any], native: float | Exception) -> dict[str, Any]:
+        name = self.teacher.name
+        if isinstance(native, Exception):
+            return {**record, "error": f"{name} failed: {type(native).__name__}: {native}"}
+        native = float(native)
         if not math.isfinite(native):
-            record["error"] = f"{self.teacher.name} gave a non-finite score ({native})"
-            return record
+            return {**record, "error": f"{name} gave a non-finite score ({native})"}
         score = self.teacher.to_score(native)
         return {**record, "score": score, "native": native, "status": "ok", "error": None}
 

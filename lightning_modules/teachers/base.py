@@ -46,6 +46,17 @@ class Teacher(ABC):
     def score_native(self, item: VideoItem) -> float:
         """The teacher's own value for one video, on its native scale and direction."""
 
+    def score_native_batch(self, items: list[VideoItem]) -> list[float | Exception]:
+        """Native values for several readable videos; an item's failure is returned in its place.
+        Teachers that gain from batching (a network) override this; the default loops."""
+        out: list[float | Exception] = []
+        for item in items:
+            try:
+                out.append(self.score_native(item))
+            except Exception as err:  # one video's failure is recorded, never fatal
+                out.append(err)
+        return out
+
     def to_score(self, native: float) -> float:
         """Native value -> score where higher is better (lower-is-better natives are negated)."""
         return native if self.higher_is_better else -native
@@ -84,5 +95,5 @@ def _import_builtin_teachers() -> None:
     # Importing the modules runs their @register_teacher decorators.
     import importlib
 
-    for module in ("classical", "tables", "vlm"):
+    for module in ("classical", "tables", "vlm", "student"):
         importlib.import_module(f"lightning_modules.teachers.{module}")

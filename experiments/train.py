@@ -1,0 +1,110 @@
+"""Train one student on pair tables, validate on labelled sets, save it as a student file.
+
+This is one round's training stage; the round runner calls it, and `w2svqa train` exposes it. The
+student is validated before and after training, so every run reports what training bought.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import pandas as pd
+
+from datamodules.pair_datamodule import PairDataModule
+from lightning_modules.checkpoints import save_student
+from lightning_modules.losses import PairLoss
+from lightning_modules.students.base import Student
+from lightning_modules.training import OptimConfig, PairwiseTrainingModule
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What one training stage produced."""
+
+    checkpoint: Path
+    before: dict[str, float]  # validation metrics of the untrained student: {"NAME/srcc": x, ...}
+    after: dict[str, float]
+    steps: int
+    seconds: float
+
+
+def train_student(
+    student: Student,
+    loss: PairLoss,
+    train_pairs: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    val_sets: Mapping[str, str | os.PathLike | pd.DataFrame] | None = None,
+    optim: OptimConfig | None = None,
+    steps: int = 200,
+    batch_size: int = 8,
+    workers: int = 2,
+    seed: int = 0,
+    trainer: Mapping[str, Any] | None = None,
+) -> TrainResult:
+    """Fit `student` for `steps` optimiser steps on the pairs of `train_pairs`; write `out`
+    (`.safetensors`). `trainer`: extra `lightning.Trainer` arguments (accelerator, devices,
+    strategy, precision, logger, ...)."""
+    start = time.perf_counter()
+    out = Path(out)
+    L.seed_everything(seed, workers=True, verbose=False)
+    data = PairDataModule.for_student(
+        student, train_pairs, val_sets=val_sets, batch_size=batch_size, workers=workers, seed=seed
+    )
+    module = PairwiseTrainingModule(student, loss, optim, val_names=data.val_names)
+    settings = {
+        "accelerator": "cpu", "devices": 1, "max_steps": steps, "max_epochs": -1,
+        "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
+        "default_root_dir": str(out.parent / f"{out.stem}.lightning"),
+        "reload_dataloaders_every_n_epochs": 1,  # a new pair order every pass over the tables
+        "limit_val_batches": 0,  # validation runs before and after fit, not per epoch
+        "num_sanity_val_steps": 0, **(trainer or {}),
+    }  # fmt: skip
+    runner = L.Trainer(**settings)
+    before = _validate(runner, module, data)
+    runner.fit(module, datamodule=data)
+    after = _validate(runner, module, data)
+    if runner.is_global_zero:
+        _save(runner, module, out)
+    runner.strategy.barrier()
+    return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
+
+
+def _validate(
+    runner: L.Trainer, module: PairwiseTrainingModule, data: PairDataModule
+) -> dict[str, float]:
+    if not data.val_sets:
+        return {}
+    runner.limit_val_batches = 1.0  # fit keeps it at 0: no validation between epochs
+    metrics = runner.validate(module, datamodule=data, verbose=False)
+    runner.limit_val_batches = 0
+    merged = {k: v for m in metrics for k, v in m.items()}  # one dict per validation loader
+    return {k.removeprefix("val/").split("/dataloader_idx")[0]: float(v) for k, v in merged.items()}
+
+
+def _save(runner: L.Trainer, module: PairwiseTrainingModule, out: Path) -> None:
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if isinstance(runner.strategy, DeepSpeedStrategy):  # ZeRO shards: consolidate first
+        from lightning_modules.strategies import convert_zero_checkpoint
+
+        folder = out.with_suffix(".zero")
+        runner.save_checkpoint(folder)
+        convert_zero_checkpoint(folder, out)
+        return
+    save_student(module.student, out)
+
+
+def validation_table(result: TrainResult) -> pd.DataFrame:
+    """Before/after metrics as a table: one row per (set, metric)."""
+    rows = [
+        {"set": k.split("/")[0], "metric": k.split("/")[1], "before": v,
+         "after": result.after.get(k, float("nan"))}
+        for k, v in result.before.items()
+    ]  # fmt: skip
+    return pd.DataFrame(rows)

@@ -1,0 +1,97 @@
+"""Student checkpoints: save a student as one safetensors file, load one from any of our formats.
+
+A student file is `*.safetensors`: the weights plus, in its metadata, the student's spec (registered
+name and constructor arguments) as JSON, so loading it needs no pickle and no code from the file.
+`load_student` also reads a Lightning checkpoint of `PairwiseTrainingModule` (`*.ckpt`, loaded with
+`weights_only=True`) and a plain state dict saved with its spec.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from datamodules._io import atomic_write
+from lightning_modules.students.base import Student, create_student
+
+SPEC_KEY = "student_spec"
+_PREFIX = "student."  # PairwiseTrainingModule keeps its student under this attribute
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read as a student, with its path and the reason."""
+
+    def __init__(self, path: str | os.PathLike, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = str(path), reason
+
+
+def save_student(student: Student, path: str | os.PathLike) -> Path:
+    """Write `student` to `path` (`.safetensors`) atomically; returns the path."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"{path}: a student file ends in .safetensors")
+    # contiguous copies: safetensors refuses views and tensors that share storage
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
+    metadata = {SPEC_KEY: json.dumps(student.spec())}
+    atomic_write(path, lambda p: save_file(state, str(p), metadata=metadata))
+    return path
+
+
+def student_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(spec, state dict) of the student stored at `path` (`.safetensors` or Lightning `.ckpt`)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(path, "no such checkpoint")
+    if path.is_dir():
+        raise CheckpointError(
+            path, "a folder (a DeepSpeed ZeRO checkpoint?): convert it first with "
+            "lightning_modules.strategies.convert_zero_checkpoint(FOLDER, OUT.safetensors)"
+        )  # fmt: skip
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - not a dict
+        except Exception as err:
+            raise CheckpointError(path, f"not a readable safetensors file ({err})") from err
+        if SPEC_KEY not in meta:
+            raise CheckpointError(path, "safetensors file without a student spec in its metadata")
+        return json.loads(meta[SPEC_KEY]), state
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise CheckpointError(
+            path, f"not loadable with torch.load(weights_only=True) ({type(err).__name__})"
+        ) from err
+    if not isinstance(ckpt, dict) or SPEC_KEY not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(path, "not a w2svqa training checkpoint (no student spec)")
+    state = {k[len(_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(_PREFIX)}
+    return ckpt[SPEC_KEY], state
+
+
+def load_student(path: str | os.PathLike, **overrides: Any) -> Student:
+    """Rebuild the student stored at `path` and load its weights; in eval mode.
+
+    `overrides` replace constructor arguments (e.g. `feature_cache=None`, or `weights=None` to skip
+    loading backbone weights that the checkpoint overwrites anyway)."""
+    spec, state = student_state(path)
+    try:
+        student = create_student(spec["name"], **{**spec["args"], **overrides})
+    except (KeyError, TypeError) as err:
+        raise CheckpointError(path, f"cannot rebuild student {spec.get('name')!r}: {err}") from err
+    missing, unexpected = student.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise CheckpointError(
+            path, f"weights do not fit student {spec['name']!r}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )  # fmt: skip
+    return student.eval()

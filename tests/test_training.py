@@ -1,0 +1,122 @@
+"""The training module and stage: the compact student learns to order real blurred footage, the
+schedule and guards behave, and what it saves is what `load_student` and `w2svqa score` read."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from experiments.train import train_student
+from lightning_modules.checkpoints import CheckpointError, load_student, save_student
+from lightning_modules.losses import LevelCrossEntropy, OrderedProbit
+from lightning_modules.students.compact import CompactStudent
+from lightning_modules.training import OptimConfig, PairwiseTrainingModule, warmup_cosine
+from tests.students import blur_ladder, ladder_pairs
+
+# The packaged ImageNet weights: features that see blur, so a few head steps learn the order.
+STUDENT = {"frames": 2, "size": 64, "hidden": 32, "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory: pytest.TempPathFactory) -> tuple[pd.DataFrame, Path]:
+    folder = tmp_path_factory.mktemp("ladder")
+    videos = blur_ladder(folder)
+    return videos, ladder_pairs(videos, folder / "pairs.parquet")
+
+
+@pytest.fixture(scope="module")
+def trained(ladder, tmp_path_factory: pytest.TempPathFactory):
+    videos, pairs = ladder
+    out = tmp_path_factory.mktemp("student") / "student.safetensors"
+    cache = str(out.parent / "features")
+    student = CompactStudent(**STUDENT, feature_cache=cache)
+    result = train_student(
+        student, OrderedProbit(), [pairs], out, val_sets={"ladder": videos},
+        optim=OptimConfig(lr=3e-3, warmup=0.1), steps=40, batch_size=8, workers=0, seed=0,
+    )  # fmt: skip
+    return result, student, videos
+
+
+def test_compact_student_learns_to_order_blurred_footage(trained) -> None:
+    result, _, videos = trained
+    assert result.steps == 40 and result.checkpoint.is_file()
+    assert set(result.before) == {"ladder/srcc", "ladder/plcc", "ladder/krcc"}
+    assert result.after["ladder/srcc"] > result.before["ladder/srcc"] + 0.2
+    assert result.after["ladder/srcc"] > 0.7
+
+
+def test_saved_student_scores_like_the_trained_one(trained) -> None:
+    result, student, videos = trained
+    loaded = load_student(result.checkpoint)
+    assert loaded.spec() == student.spec()
+    x = torch.stack([student.prepare(*_frames(p)) for p in videos.path[:4]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), student.eval()(x), atol=1e-6)
+
+
+def _frames(path: str):
+    from datamodules.frame_sampling import UniformFrames, read_clip
+
+    return read_clip(path, UniformFrames(STUDENT["frames"])), path
+
+
+def test_lightning_checkpoint_loads_as_a_student(tmp_path: Path, ladder) -> None:
+    import lightning as L
+
+    _, pairs = ladder
+    student = CompactStudent(**STUDENT)
+    module = PairwiseTrainingModule(student, OrderedProbit(), total_steps=2)
+    trainer = L.Trainer(accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    from datamodules.pair_datamodule import PairDataModule
+
+    trainer.fit(module, datamodule=PairDataModule.for_student(student, [pairs], workers=0))
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    loaded = load_student(tmp_path / "last.ckpt")
+    for key, value in student.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_unreadable_checkpoints_name_the_file_and_the_reason(tmp_path: Path) -> None:
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.ckpt.*weights_only"):
+        load_student(text)
+    foreign = tmp_path / "foreign.ckpt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="foreign.ckpt.*no student spec"):
+        load_student(foreign)
+    with pytest.raises(CheckpointError, match="missing.safetensors.*no such"):
+        load_student(tmp_path / "missing.safetensors")
+    with pytest.raises(ValueError, match="ends in .safetensors"):
+        save_student(CompactStudent(weights=None, hidden=8), tmp_path / "student.pt")
+
+
+def test_guards_fail_before_training() -> None:
+    scorer = CompactStudent(weights=None, hidden=8)
+    with pytest.raises(ValueError, match="needs level logits.*scorer"):
+        PairwiseTrainingModule(scorer, LevelCrossEntropy())
+    module = PairwiseTrainingModule(
+        scorer, OrderedProbit(), OptimConfig(part_lr={"vision_tower": 1e-5}), total_steps=10
+    )
+    with pytest.raises(ValueError, match=r"vision_tower.*trainable parts: \['head'\]"):
+        module.configure_optimizers()
+
+
+def test_optimiser_groups_and_schedule() -> None:
+    student = CompactStudent(weights=None, hidden=8, trainable_blocks=1)
+    module = PairwiseTrainingModule(
+        student, OrderedProbit(), OptimConfig(lr=1e-3, part_lr={"backbone": 1e-5}), total_steps=100
+    )
+    config = module.configure_optimizers()
+    groups = {g["name"]: g for g in config["optimizer"].param_groups}
+    assert set(groups) == {"backbone", "head", "loss"}  # the probit's cut-points train too
+    assert groups["backbone"]["initial_lr"] == 1e-5 and groups["loss"]["weight_decay"] == 0.0
+    # warm-up is linear over 10% of the steps, then a cosine down to min_ratio
+    assert warmup_cosine(0, 100, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 0.1) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 0.1) == pytest.approx(0.5)
+    assert warmup_cosine(100, 100, 0.1, min_ratio=0.1) == pytest.approx(0.1)
