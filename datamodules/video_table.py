@@ -25,8 +25,9 @@ def load_videos(source: str | os.PathLike) -> pd.DataFrame:
     """`video_id`, `path` for every video of a folder (recursive) or a table file.
 
     Folders: files with a video extension, symlinked folders not followed (no loops), sorted.
-    Tables: `.parquet` or `.csv` with a `path` column (and optionally `video_id`), or a DOVER-style
-    `.txt` (`path, a, t, score` per line); relative paths are relative to the table's folder."""
+    Tables: `.parquet` or `.csv` with a `path` column (and optionally `video_id`), a pair table
+    (the videos of both sides), or a DOVER-style `.txt` (`path, a, t, score` per line); relative
+    paths are relative to the table's folder."""
     source = Path(source)
     if source.is_dir():
         table = _scan_folder(source)
@@ -92,6 +93,8 @@ def _read_table(path: Path, label: str | None = None) -> pd.DataFrame:
         if isinstance(err, VideoTableError):
             raise
         raise VideoTableError(f"{path}: cannot read as a table ({err})") from err
+    if "path" not in table.columns and {"first_path", "second_path"} <= set(table.columns):
+        table = _pair_table_videos(table)
     if "path" not in table.columns:
         raise VideoTableError(f"{path}: no 'path' column (columns: {', '.join(table.columns)})")
     given = table["path"].astype(str)
@@ -102,6 +105,15 @@ def _read_table(path: Path, label: str | None = None) -> pd.DataFrame:
         column = _label_column(path, table, label)
         out["mos"] = pd.to_numeric(table[column], errors="coerce").to_numpy(dtype=float)
     return out
+
+
+def _pair_table_videos(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The distinct videos of a pair table (both sides), e.g. synthetic renditions to score."""
+    sides = [
+        pairs[[f"{side}_id", f"{side}_path"]].set_axis(["video_id", "path"], axis=1)
+        for side in ("first", "second")
+    ]
+    return pd.concat(sides, ignore_index=True).drop_duplicates("video_id")
 
 
 def _label_column(path: Path, table: pd.DataFrame, label: str) -> str:

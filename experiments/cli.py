@@ -11,6 +11,7 @@ from typing import Literal
 from jsonargparse import CLI, lazy_instance, set_parsing_settings
 
 from datamodules.ensemble import TeacherMix
+from datamodules.hard_cases import HardCaseConfig
 from datamodules.sample_corpus import CorpusConfig
 from datamodules.synthetic_pairs import SyntheticPairConfig
 from lightning_modules.losses import OrderedProbit, PairLoss
@@ -21,6 +22,7 @@ from lightning_modules.training import OptimConfig
 _SYNTH = SyntheticPairConfig()
 _MIX = TeacherMix()
 _OPTIM = OptimConfig()
+_HARD = HardCaseConfig()
 # Built only when the command runs; the feature cache makes later epochs and rounds cheap.
 _COMPACT = lazy_instance(CompactStudent, feature_cache="data/features")
 _ORDERED_PROBIT = lazy_instance(OrderedProbit)
@@ -231,6 +233,48 @@ def pairs_ensemble(
     print(f"{out}: {len(table)} ensemble pairs from {', '.join(tables)}; levels {levels}")
 
 
+def pairs_hard(
+    student: Path | None = None,
+    teacher: Path | None = None,
+    out: Path | None = None,
+    videos: str = "data/sample/pool.parquet",
+    synthetic: Path | None = None,
+    round: int = 2,
+    hard: HardCaseConfig = _HARD,
+) -> None:
+    """Build the next round's hard cases: gMAD pairs where a teacher and the student disagree, and
+    the synthetic pairs the student orders wrongly.
+
+    Score the pool (and the synthetic pair table's renditions) with the student first, e.g.
+    `w2svqa label --teacher student.yaml --videos POOL_OR_PAIR_TABLE --out student.parquet`.
+
+    Args:
+        student: The current student's score table (pool videos, and renditions if `synthetic`).
+        teacher: A weak teacher's score table on the same pool.
+        out: The pair table to write (parquet).
+        videos: The pool the gMAD pairs are drawn from (folder or table with `path`).
+        synthetic: A synthetic pair table whose wrongly ordered pairs become hard cases.
+        round: The round these pairs are for (written to the `round` column).
+        hard: Bin width, number of gMAD pairs, seed.
+    """
+    import pandas as pd
+
+    from datamodules._io import atomic_write
+    from datamodules.hard_cases import build_hard_cases
+    from datamodules.video_table import load_videos
+    from lightning_modules.scoring import read_scores
+
+    if student is None or teacher is None or out is None:
+        raise SystemExit("w2svqa pairs hard: --student, --teacher and --out are required")
+    syn = pd.read_parquet(synthetic) if synthetic is not None else None
+    table = build_hard_cases(
+        hard, read_scores(teacher), read_scores(student), load_videos(videos), syn, round
+    )
+    atomic_write(out, lambda p: table.to_parquet(p, index=False))
+    counts = table.source.value_counts().to_dict()
+    print(f"{out}: {len(table)} hard-case pairs for round {round} ({counts})")
+
+
 def train(
     pairs: str = "data/pairs/ensemble.parquet,data/pairs/synthetic.parquet",
     out: Path = Path("data/students/student.safetensors"),
@@ -349,7 +393,7 @@ def _videos_at(path: str, load_videos):
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
     "label": label,
-    "pairs": {"ensemble": pairs_ensemble, "synthetic": pairs_synthetic},
+    "pairs": {"ensemble": pairs_ensemble, "hard": pairs_hard, "synthetic": pairs_synthetic},
     "score": score,
     "train": train,
     "vmaf": vmaf,

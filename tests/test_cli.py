@@ -73,3 +73,46 @@ def test_label_then_pairs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None
     assert {"niqe", "blur", "noise", "blockiness", "exposure", "stutter", "score_table"} <= set(
         names
     )
+
+
+def test_pairs_hard_from_score_tables(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from datamodules.ensemble import PAIR_COLUMNS
+
+    rng = np.random.default_rng(0)
+    ids = [f"v{i:02d}" for i in range(60)]
+    pool = tmp_path / "pool.parquet"
+    pd.DataFrame({"video_id": ids, "path": [f"{i}.mp4" for i in ids]}).to_parquet(pool)
+
+    def scores(name: str, ids: list[str], values: np.ndarray) -> Path:
+        table = pd.DataFrame({"video_id": ids, "path": ids, "score": values, "native": values,
+                              "status": "ok", "error": None})  # fmt: skip
+        table.to_parquet(tmp_path / name)
+        return tmp_path / name
+
+    teacher = scores("teacher.parquet", ids, rng.normal(size=60))
+    # two renditions per source: the student orders the first pair right, the second wrongly
+    syn = pd.DataFrame([
+        {"first_id": "a_1", "second_id": "a_3", "first_path": "a1.mp4", "second_path": "a3.mp4",
+         "level": 4, "source": "spatial", "round": 1, "delta": np.nan, "sigma_delta": np.nan,
+         "z": np.nan, "soft_label": 1.0},
+        {"first_id": "b_1", "second_id": "b_2", "first_path": "b1.mp4", "second_path": "b2.mp4",
+         "level": 3, "source": "spatial", "round": 1, "delta": np.nan, "sigma_delta": np.nan,
+         "z": np.nan, "soft_label": 1.0},
+    ])[list(PAIR_COLUMNS)]  # fmt: skip
+    syn.to_parquet(tmp_path / "synthetic.parquet")
+    student_ids = ids + ["a_1", "a_3", "b_1", "b_2"]
+    student_values = np.concatenate([rng.normal(size=60), [1.0, 0.0, 0.0, 1.0]])
+    student = scores("student.parquet", student_ids, student_values)
+    out = tmp_path / "hard.parquet"
+    main(["pairs", "hard", "--student", str(student), "--teacher", str(teacher), "--out", str(out),
+          "--videos", str(pool), "--synthetic", str(tmp_path / "synthetic.parquet"),
+          "--hard.n_gmad_pairs", "10"])  # fmt: skip
+    table = pd.read_parquet(out)
+    assert (table.source == "hard_gmad").sum() == 10
+    wrong = table[table.source == "hard_synthetic"]
+    assert wrong[["first_id", "second_id"]].values.tolist() == [["b_1", "b_2"]]
+    assert (table["round"] == 2).all()
+    assert "11 hard-case pairs for round 2" in capsys.readouterr().out
