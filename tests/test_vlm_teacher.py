@@ -1,8 +1,5 @@
-"""The Q-Align teacher on a tiny randomly initialised LLaVA-OneVision saved to disk.
-
-No hub downloads: the tokenizer is a WordLevel vocabulary built here, the processors take their
-sizes from code, and the model is `LlavaOnevisionForConditionalGeneration` with a 2-layer Qwen2 and
-a 2-layer SigLIP."""
+"""The Q-Align teacher on a tiny randomly initialised LLaVA-OneVision saved to disk (no downloads;
+see tests/tiny_models.py)."""
 
 from __future__ import annotations
 
@@ -13,89 +10,9 @@ import pytest
 import torch
 
 from lightning_modules.teachers.base import VideoItem
-from lightning_modules.teachers.vlm import ANSWER_PREFIX, LEVELS, QUESTION, QAlignTeacher
+from lightning_modules.teachers.vlm import ANSWER_PREFIX, LEVELS, QAlignTeacher
+from tests.tiny_models import build_tiny_llava_onevision
 from tests.videos import real_clip
-
-SPECIALS = ["<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-# Qwen-style template, as LLaVA-OneVision's own checkpoints use.
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n"
-    "{% for c in m['content'] %}{% if c['type'] == 'video' %}<video>\n"
-    "{% elif c['type'] == 'image' %}<image>\n{% else %}{{ c['text'] }}{% endif %}{% endfor %}"
-    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-IMAGE_SIZE, PATCH = 32, 8  # 4x4 patches: 16 image tokens, pooled to 2x2 per video frame
-
-
-def _tokenizer():
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = f"{QUESTION} {ANSWER_PREFIX} user assistant".lower().replace("?", " ?").split()
-    words += [w for w, _ in LEVELS] + ["The", "How"]
-    vocab = {t: i for i, t in enumerate(["[UNK]", "[PAD]", *dict.fromkeys(words)])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]")
-    fast.add_special_tokens({"additional_special_tokens": SPECIALS})
-    return fast
-
-
-def build_tiny_llava_onevision(path: Path) -> Path:
-    """Save a tiny random LLaVA-OneVision (model + processor with chat template) under `path`."""
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-        Qwen2Config,
-        SiglipVisionConfig,
-    )
-
-    tokenizer = _tokenizer()
-    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
-    processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(
-            size=size, image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]]
-        ),
-        tokenizer=tokenizer,
-        video_processor=LlavaOnevisionVideoProcessor(size=size),
-        num_image_tokens=(IMAGE_SIZE // PATCH) ** 2,
-        vision_feature_select_strategy="full",
-        chat_template=CHAT_TEMPLATE,
-    )
-    text = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-    )
-    vision = SiglipVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-    )
-    config = LlavaOnevisionConfig(
-        text_config=text,
-        vision_config=vision,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
-        image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]],
-    )
-    torch.manual_seed(0)
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
-    model.save_pretrained(path)
-    processor.save_pretrained(path)
-    return path
 
 
 @pytest.fixture(scope="module")
