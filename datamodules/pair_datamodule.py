@@ -32,6 +32,7 @@ from datamodules.video_reader import VideoReadError
 from datamodules.video_table import load_labelled_videos
 
 Prepare = Callable[[np.ndarray, str], Any]  # uint8 (T, H, W, 3) frames, path -> model input
+Cached = Callable[[str], Any]  # path -> the prepared input kept from before, or None (decode)
 _COLUMNS = ["first_id", "second_id", "first_path", "second_path", "level", "soft_label", "source"]
 
 
@@ -47,9 +48,10 @@ class PairStream(IterableDataset):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        cached: Cached | None = None,
     ) -> None:
         self.tables = [str(t) for t in tables]
-        self.sampler, self.prepare = sampler, prepare
+        self.sampler, self.prepare, self.cached = sampler, prepare, cached
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.rank, self.world_size = rank, world_size  # None: from torch.distributed when iterated
         self.epoch = 0
@@ -73,7 +75,7 @@ class PairStream(IterableDataset):
             skipped = 0
 
     def _load(self, path: str) -> Any:
-        return self.prepare(read_clip(path, self.sampler), path)
+        return _load(path, self.sampler, self.prepare, self.cached)
 
     def _shard(self) -> tuple[int, int]:
         rank, world = self.rank, self.world_size
@@ -92,6 +94,11 @@ class PairStream(IterableDataset):
                     if index % shards == shard:
                         yield row
                     index += 1
+
+
+def _load(path: str, sampler: Sampler, prepare: Prepare, cached: Cached | None) -> Any:
+    kept = cached(path) if cached is not None else None  # e.g. features: no decoding at all
+    return kept if kept is not None else prepare(read_clip(path, sampler), path)
 
 
 def _shuffled(rows: Iterator[dict], size: int, rng: np.random.Generator) -> Iterator[dict]:
@@ -126,9 +133,11 @@ class LabelledVideos(Dataset):
     """A labelled video table (`video_id`, `path`, `mos`) as prepared inputs; broken videos give
     None, which `collate_labelled` drops and counts."""
 
-    def __init__(self, table: pd.DataFrame, sampler: Sampler, prepare: Prepare) -> None:
+    def __init__(
+        self, table: pd.DataFrame, sampler: Sampler, prepare: Prepare, cached: Cached | None = None
+    ) -> None:
         self.table = table.reset_index(drop=True)
-        self.sampler, self.prepare = sampler, prepare
+        self.sampler, self.prepare, self.cached = sampler, prepare, cached
 
     def __len__(self) -> int:
         return len(self.table)
@@ -136,7 +145,7 @@ class LabelledVideos(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         row = self.table.iloc[i]
         try:
-            video = self.prepare(read_clip(row.path, self.sampler), row.path)
+            video = _load(row.path, self.sampler, self.prepare, self.cached)
         except VideoReadError:
             return None
         return {"video": video, "mos": float(row.mos), "video_id": str(row.video_id)}
@@ -171,6 +180,7 @@ class PairDataModule(L.LightningDataModule):
         workers: int = 2,
         shuffle_buffer: int = 256,
         seed: int = 0,
+        cached: Cached | None = None,
     ) -> None:
         """`sampler`/`prepare` default to `frames` uniform frames through `transform`;
         `val_sets`: name -> labelled table (file or DataFrame with `video_id, path, mos`)."""
@@ -183,13 +193,16 @@ class PairDataModule(L.LightningDataModule):
         self.sampler = sampler or UniformFrames(frames)
         self.prepare = prepare or transform or VideoTransform()
         self.batch_size, self.val_batch_size, self.workers = batch_size, val_batch_size, workers
-        self.shuffle_buffer, self.seed = shuffle_buffer, seed
+        self.shuffle_buffer, self.seed, self.cached = shuffle_buffer, seed, cached
         self.stream: PairStream | None = None
 
     @classmethod
     def for_student(cls, student: Any, train_pairs: Sequence[str | os.PathLike], **kwargs: Any):
         """Pairs and validation videos decoded and prepared the way `student` wants them."""
-        return cls(train_pairs, sampler=student.sampler(), prepare=student.prepare, **kwargs)
+        return cls(
+            train_pairs, sampler=student.sampler(), prepare=student.prepare,
+            cached=student.cached_input, **kwargs,
+        )  # fmt: skip
 
     @property
     def val_names(self) -> list[str]:
@@ -197,8 +210,9 @@ class PairDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self.stream = PairStream(
-            self.train_pairs, self.sampler, self.prepare, self.shuffle_buffer, self.seed
-        )
+            self.train_pairs, self.sampler, self.prepare, self.shuffle_buffer, self.seed,
+            cached=self.cached,
+        )  # fmt: skip
         if self.trainer is not None:  # with reload_dataloaders_every_n_epochs=1, a new order
             self.stream.set_epoch(self.trainer.current_epoch)
         return DataLoader(
@@ -212,7 +226,7 @@ class PairDataModule(L.LightningDataModule):
     def val_dataloader(self) -> list[DataLoader]:
         return [
             DataLoader(
-                LabelledVideos(table, self.sampler, self.prepare),
+                LabelledVideos(table, self.sampler, self.prepare, self.cached),
                 batch_size=self.val_batch_size,
                 num_workers=self.workers,
                 collate_fn=collate_labelled,

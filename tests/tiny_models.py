@@ -48,8 +48,18 @@ def tiny_tokenizer():
     return fast
 
 
-def build_tiny_llava_onevision(path: Path) -> Path:
-    """Save a tiny random LLaVA-OneVision (model + processor with chat template) under `path`."""
+def build_tiny_llava_onevision(
+    path: Path,
+    text: dict | None = None,
+    vision: dict | None = None,
+    image_size: int | None = None,
+    patch: int | None = None,
+) -> Path:
+    """Save a tiny random LLaVA-OneVision (model + processor with chat template) under `path`.
+
+    `text` / `vision` override Qwen2 / SigLIP config fields, `image_size` / `patch` the frame
+    geometry: benchmarks/gpu_check.py builds a real-shaped (0.5B-class) model this way."""
+    image_size, patch = image_size or IMAGE_SIZE, patch or PATCH
     from transformers import (
         LlavaOnevisionConfig,
         LlavaOnevisionForConditionalGeneration,
@@ -61,35 +71,37 @@ def build_tiny_llava_onevision(path: Path) -> Path:
     )
 
     tokenizer = tiny_tokenizer()
-    size = {"height": IMAGE_SIZE, "width": IMAGE_SIZE}
+    size = {"height": image_size, "width": image_size}
     processor = LlavaOnevisionProcessor(
         image_processor=LlavaOnevisionImageProcessor(
-            size=size, image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]]
+            size=size, image_grid_pinpoints=[[image_size, image_size]]
         ),
         tokenizer=tokenizer,
         video_processor=LlavaOnevisionVideoProcessor(size=size),
-        num_image_tokens=(IMAGE_SIZE // PATCH) ** 2,
+        num_image_tokens=(image_size // patch) ** 2,
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
-    text = Qwen2Config(
-        vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        max_position_embeddings=512,
-    )
-    vision = SiglipVisionConfig(
-        image_size=IMAGE_SIZE,
-        patch_size=PATCH,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        vision_use_head=False,  # as LLaVA-OneVision's SigLIP: its pooling head is never used
-    )
+    text = Qwen2Config(**{
+        "vocab_size": len(tokenizer),
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 1,
+        "max_position_embeddings": 512,
+        **(text or {}),
+    })  # fmt: skip
+    vision = SiglipVisionConfig(**{
+        "image_size": image_size,
+        "patch_size": patch,
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "vision_use_head": False,  # as LLaVA-OneVision's SigLIP: its pooling head is never used
+        **(vision or {}),
+    })  # fmt: skip
     config = LlavaOnevisionConfig(
         text_config=text,
         vision_config=vision,
@@ -97,7 +109,7 @@ def build_tiny_llava_onevision(path: Path) -> Path:
         video_token_index=tokenizer.convert_tokens_to_ids("<video>"),
         vision_feature_select_strategy="full",
         vision_feature_layer=-1,
-        image_grid_pinpoints=[[IMAGE_SIZE, IMAGE_SIZE]],
+        image_grid_pinpoints=[[image_size, image_size]],
     )
     torch.manual_seed(0)
     model = LlavaOnevisionForConditionalGeneration(config).eval()

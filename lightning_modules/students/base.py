@@ -46,6 +46,11 @@ class Student(nn.Module, ABC):
     def prepare(self, frames: np.ndarray, path: str) -> StudentInput:
         """uint8 `(T, H, W, 3)` frames of the video at `path` -> one unbatched input."""
 
+    def cached_input(self, path: str) -> StudentInput | None:
+        """The prepared input of `path` if the student keeps one (e.g. cached features), so the
+        loader can skip decoding; None: decode and `prepare`."""
+        return None
+
     @abstractmethod
     def forward(self, video: StudentInput) -> torch.Tensor:
         """A batch of prepared inputs -> scores `(B,)`, higher is better."""

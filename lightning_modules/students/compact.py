@@ -143,14 +143,21 @@ class CompactStudent(Student):
         pixels = self.transform(frames)
         if not self.frozen:
             return pixels
-        if self.feature_cache is None:
-            return self.features(pixels[None])[0]
-        file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
-        if file.is_file():
-            return torch.from_numpy(np.load(file))
+        cached = self.cached_input(path)
+        if cached is not None:
+            return cached
         feats = self.features(pixels[None])[0]
-        atomic_write(file, lambda p: np.save(p, feats.numpy()))
+        if self.feature_cache is not None:
+            file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
+            atomic_write(file, lambda p: np.save(p, feats.numpy()))
         return feats
+
+    def cached_input(self, path: str) -> torch.Tensor | None:
+        """Cached frozen-backbone features `(T, D)` of `path`, or None."""
+        if not self.frozen or self.feature_cache is None:
+            return None
+        file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
+        return torch.from_numpy(np.load(file)) if file.is_file() else None
 
     def _cache_key(self, path: str) -> str:
         # Keyed by the file's identity and everything that shapes the features, so an edited
