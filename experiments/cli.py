@@ -310,6 +310,13 @@ def train(
         if not Path(table).is_file():
             raise SystemExit(f"{table}: no such pair table (run `w2svqa pairs ...` first)")
     val_sets = dict(_name_value(v, "--val") for v in (val or "").split(",") if v.strip())
+    import lightning as L
+
+    from lightning_modules.students.base import create_student
+
+    spec = student.spec()
+    L.seed_everything(seed, verbose=False)  # rebuilt after seeding: the new layers' init follows it
+    student = create_student(spec["name"], **spec["args"])
     result = train_student(
         student, loss, tables, out, val_sets=val_sets, optim=optim, steps=steps,
         batch_size=batch_size, workers=workers, seed=seed,

@@ -68,9 +68,10 @@ def train_student(
     runner = L.Trainer(**settings)
     before = _validate(runner, module, data)
     runner.fit(module, datamodule=data)
+    zero = _save_zero_shards(runner, out)
     after = _validate(runner, module, data)
     if runner.is_global_zero:
-        _save(runner, module, out)
+        _save(module, out, zero)
     runner.strategy.barrier()
     return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
 
@@ -87,17 +88,28 @@ def _validate(
     return {k.removeprefix("val/").split("/dataloader_idx")[0]: float(v) for k, v in merged.items()}
 
 
-def _save(runner: L.Trainer, module: PairwiseTrainingModule, out: Path) -> None:
+def _save_zero_shards(runner: L.Trainer, out: Path) -> Path | None:
+    """Under DeepSpeed, save the ZeRO shards now: saving is a collective (every rank writes its
+    shard), and it must come before `validate` replaces the training engine."""
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
-    if isinstance(runner.strategy, DeepSpeedStrategy):  # ZeRO shards: consolidate first
-        from lightning_modules.strategies import convert_zero_checkpoint
+    if not isinstance(runner.strategy, DeepSpeedStrategy):
+        return None
+    folder = out.with_suffix(".zero")
+    runner.save_checkpoint(folder)
+    return folder
 
-        folder = out.with_suffix(".zero")
-        runner.save_checkpoint(folder)
-        convert_zero_checkpoint(folder, out)
+
+def _save(module: PairwiseTrainingModule, out: Path, zero: Path | None) -> None:
+    if zero is None:
+        save_student(module.student, out)
         return
-    save_student(module.student, out)
+    import shutil
+
+    from lightning_modules.strategies import convert_zero_checkpoint
+
+    convert_zero_checkpoint(zero, out)  # consolidated: the shards (and optimiser state) can go
+    shutil.rmtree(zero)
 
 
 def validation_table(result: TrainResult) -> pd.DataFrame:
