@@ -84,14 +84,31 @@ def load_student(path: str | os.PathLike, **overrides: Any) -> Student:
     `overrides` replace constructor arguments (e.g. `feature_cache=None`, or `weights=None` to skip
     loading backbone weights that the checkpoint overwrites anyway)."""
     spec, state = student_state(path)
+    return rebuild_student(path, spec, state, **overrides).eval()
+
+
+def rebuild_student(
+    source: str | os.PathLike,
+    spec: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    hint: str = "",
+    **overrides: Any,
+) -> Student:
+    """`create_student` from `spec`, then its weights from `state`; errors name `source`."""
     try:
         student = create_student(spec["name"], **{**spec["args"], **overrides})
     except (KeyError, TypeError) as err:
-        raise CheckpointError(path, f"cannot rebuild student {spec.get('name')!r}: {err}") from err
+        reason = f"cannot rebuild student {spec.get('name')!r}: {err}"
+        raise CheckpointError(source, reason) from err
     missing, unexpected = student.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise CheckpointError(
-            path, f"weights do not fit student {spec['name']!r}: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
+            source, f"weights do not fit student {spec['name']!r}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}{hint}"
         )  # fmt: skip
-    return student.eval()
+    return student
+
+
+def student_weights(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The student's entries of a `PairwiseTrainingModule` state dict, prefix removed."""
+    return {k[len(_PREFIX) :]: v for k, v in state_dict.items() if k.startswith(_PREFIX)}

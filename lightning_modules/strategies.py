@@ -39,11 +39,15 @@ import torch
 from lightning.fabric.utilities.seed import reset_seed
 from lightning.pytorch.strategies import DeepSpeedStrategy
 
-from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, save_student
-from lightning_modules.students.base import create_student
+from lightning_modules.checkpoints import (
+    SPEC_KEY,
+    CheckpointError,
+    rebuild_student,
+    save_student,
+    student_weights,
+)
 
 _SHM_OP = "deepspeed_shm_comm"  # DeepSpeed's name for the op builder (ShareMemCommBuilder.NAME)
-_PREFIX = "student."  # PairwiseTrainingModule keeps its student under this attribute
 
 
 class CPUDeepSpeedStrategy(DeepSpeedStrategy):
@@ -150,12 +154,6 @@ def convert_zero_checkpoint(folder: str | os.PathLike, out: str | os.PathLike) -
         raise CheckpointError(folder, "not a w2svqa training checkpoint (no student spec)")
     spec = client[SPEC_KEY]
     state = get_fp32_state_dict_from_zero_checkpoint(str(folder))
-    weights = {k[len(_PREFIX) :]: v for k, v in state.items() if k.startswith(_PREFIX)}
-    student = create_student(spec["name"], **spec["args"])
-    missing, unexpected = student.load_state_dict(weights, strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            folder, f"weights do not fit student {spec['name']!r}: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]} (saved with exclude_frozen_parameters=True?)"
-        )  # fmt: skip
+    hint = " (saved with exclude_frozen_parameters=True?)"
+    student = rebuild_student(folder, spec, student_weights(state), hint=hint)
     return save_student(student, out)
