@@ -69,3 +69,37 @@ def test_order_is_seeded_and_changes_with_the_epoch(pair_table: Path) -> None:
     assert order(0, 0) == order(0, 0)
     assert order(0, 1) != order(0, 0) and sorted(order(0, 1)) == sorted(order(0, 0))
     assert order(1, 0) != order(0, 0)
+
+
+def test_labelled_tables_name_the_file_and_the_problem(tmp_path: Path) -> None:
+    from datamodules.video_table import VideoTableError, load_labelled_videos
+
+    good = tmp_path / "good.csv"
+    good.write_text("path,vmaf\na.mp4,80\nb.mp4,40\n")
+    table = load_labelled_videos(good)
+    assert table.mos.tolist() == [80.0, 40.0] and table.path[0] == str(tmp_path / "a.mp4")
+    dover = tmp_path / "labels.txt"
+    dover.write_text("a.mp4, -1, -1, 3.5\n")
+    assert load_labelled_videos(dover).mos.tolist() == [3.5]
+    unlabelled = tmp_path / "unlabelled.csv"
+    unlabelled.write_text("path,width\na.mp4,320\n")
+    with pytest.raises(VideoTableError, match="unlabelled.csv: no label column"):
+        load_labelled_videos(unlabelled)
+    with pytest.raises(VideoTableError, match="good.csv: no label column 'mos'"):
+        load_labelled_videos(good, label="mos")
+    text = tmp_path / "text.csv"
+    text.write_text("path,mos\na.mp4,great\nb.mp4,2\n")
+    with pytest.raises(VideoTableError, match="text.csv: 1 rows without a numeric label.*a.mp4"):
+        load_labelled_videos(text)
+    with pytest.raises(VideoTableError, match="missing.csv: no such label table"):
+        load_labelled_videos(tmp_path / "missing.csv")
+
+
+def test_broken_validation_videos_are_dropped_and_counted(pair_table: Path) -> None:
+    videos = pd.read_parquet(pair_table)
+    table = pd.DataFrame({"video_id": ["v0", "broken"], "path": [videos.first_path[0],
+                          videos.second_path.iloc[-1]], "mos": [1.0, 2.0]})  # fmt: skip
+    data = PairDataModule([pair_table], val_sets={"val": table}, frames=2, transform=TRANSFORM,
+                          workers=0)  # fmt: skip
+    (batch,) = list(data.val_dataloader()[0])
+    assert batch["skipped"] == 1 and batch["video_id"] == ["v0"] and batch["mos"].tolist() == [1.0]

@@ -72,3 +72,9 @@ def test_a_student_checkpoint_labels_a_pool_as_a_teacher(folder_and_student, tmp
           "--workers", "0"])  # fmt: skip
     table = pd.read_parquet(out)
     assert (table.status == "ok").sum() == 2 and (table.status == "failed").sum() == 1
+
+
+def test_train_names_a_missing_pair_table(tmp_path: Path) -> None:
+    missing = tmp_path / "pairs.parquet"
+    with pytest.raises(SystemExit, match="pairs.parquet: no such pair table"):
+        main(["train", "--pairs", str(missing), "--val", ""])
