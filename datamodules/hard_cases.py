@@ -153,9 +153,11 @@ def build_hard_cases(
     round: int,
 ) -> pd.DataFrame:
     """One round's hard cases: the gMAD pairs, then (if configured) the wrong synthetic pairs."""
+    # gMAD pairs come from `videos`; the student's other scores (renditions) serve the synthetic
+    in_pool = student[student.video_id.astype(str).isin(videos.video_id.astype(str))]
     parts = [
         gmad_pairs(
-            teacher, student, videos, config.bin_width, config.n_gmad_pairs, round, config.seed
+            teacher, in_pool, videos, config.bin_width, config.n_gmad_pairs, round, config.seed
         )
     ]
     if config.include_synthetic and synthetic is not None:

@@ -6,6 +6,7 @@ broken file in a pool of thousands is recorded and skipped rather than stopping 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import lightning as L
@@ -21,10 +22,16 @@ from lightning_modules.teachers.base import VideoItem
 class VideoScoringDataset(Dataset):
     """Decodes the frames `sampler` picks from each video of a (`video_id`, `path`) table."""
 
-    def __init__(self, videos: pd.DataFrame, sampler: Sampler | None) -> None:
+    def __init__(
+        self,
+        videos: pd.DataFrame,
+        sampler: Sampler | None,
+        cached: Callable[[str], Any] | None = None,
+    ) -> None:
+        """`cached(path)`: the scorer's cached input for a video, or None to decode it."""
         self.ids = videos["video_id"].astype(str).tolist()
         self.paths = videos["path"].astype(str).tolist()
-        self.sampler = sampler
+        self.sampler, self.cached = sampler, cached
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -34,6 +41,10 @@ class VideoScoringDataset(Dataset):
         if self.sampler is None:
             return item
         try:
+            if self.cached is not None:
+                item.prepared = self.cached(self.paths[i])
+                if item.prepared is not None:
+                    return item
             with VideoReader(self.paths[i]) as reader:
                 item.info = reader.info
                 item.frames = reader.get_frames(self.sampler.indices(reader.info))
@@ -53,10 +64,15 @@ class VideoScoringDataModule(L.LightningDataModule):
     """The predict loader of a scoring job: videos in table order, decoded in worker processes."""
 
     def __init__(
-        self, videos: pd.DataFrame, sampler: Sampler | None, batch_size: int = 4, workers: int = 2
+        self,
+        videos: pd.DataFrame,
+        sampler: Sampler | None,
+        batch_size: int = 4,
+        workers: int = 2,
+        cached: Callable[[str], Any] | None = None,
     ) -> None:
         super().__init__()
-        self.videos, self.sampler = videos, sampler
+        self.videos, self.sampler, self.cached = videos, sampler, cached
         self.batch_size, self.workers = batch_size, workers
 
     def transfer_batch_to_device(self, batch: Any, device: torch.device, idx: int) -> Any:
@@ -64,7 +80,7 @@ class VideoScoringDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(
-            VideoScoringDataset(self.videos, self.sampler),
+            VideoScoringDataset(self.videos, self.sampler, self.cached),
             batch_size=self.batch_size,
             num_workers=self.workers,
             collate_fn=_as_list,

@@ -397,12 +397,48 @@ def _videos_at(path: str, load_videos):
     return pd.DataFrame({"video_id": [str(p)], "path": [str(p)]})
 
 
+def ui(tracking_uri: str = "sqlite:///mlruns/mlflow.db", host: str = "127.0.0.1", port: int = 5000):
+    """Start the MLflow UI for the experiment store (Ctrl-C stops it); open the printed address.
+
+    Args:
+        tracking_uri: The store `w2svqa run` logged to.
+        host: Interface to listen on (127.0.0.1: this machine only).
+        port: Port to listen on.
+    """
+    from experiments.tracking import serve_ui
+
+    serve_ui(tracking_uri, host, port)
+
+
+def sweep(
+    sweep_file: Path | None = None,
+    output_dir: Path | None = None,
+    tracking_uri: str | None = None,
+    parallel: int | None = None,
+) -> None:
+    """Run a sweep: a base experiment and a grid of overrides, one MLflow child run per trial.
+
+    Args:
+        sweep_file: The sweep YAML (base, name, grid, parallel); given as the first argument.
+        output_dir: Folder of the trials (default: runs/NAME).
+        tracking_uri: MLflow store (default: sqlite:///mlruns/mlflow.db).
+        parallel: Trials at once (default: the file's `parallel`, else 1).
+    """
+    from experiments.sweep import run_sweep
+
+    if sweep_file is None:
+        raise SystemExit("w2svqa sweep: give the sweep file, e.g. experiments/sweeps/rounds.yaml")
+    run_sweep(sweep_file, output_dir, tracking_uri, parallel)
+
+
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
     "label": label,
     "pairs": {"ensemble": pairs_ensemble, "hard": pairs_hard, "synthetic": pairs_synthetic},
     "score": score,
+    "sweep": sweep,
     "train": train,
+    "ui": ui,
     "vmaf": vmaf,
 }
 
@@ -411,7 +447,84 @@ def main(args: list[str] | None = None) -> None:
     # dataclass fields document themselves with a docstring under each one (litgpt style)
     set_parsing_settings(docstring_parse_attribute_docstrings=True)
     args = _bare_flags(sys.argv[1:] if args is None else args)
+    if args and args[0] == "run":
+        run(args[1:])
+        return
+    if args and args[0] == "sweep" and len(args) > 1 and not args[1].startswith("-"):
+        args = ["sweep", f"--sweep_file={args[1]}", *args[2:]]
     CLI(COMMANDS, args=_score_paths(args))
+
+
+RUN_HELP = """usage: w2svqa run CONFIG.yaml [--output-dir DIR] [--tracking-uri URI] [--print_config]
+                  [--KEY VALUE ...]
+
+Run a weak-to-strong experiment: teachers label the pool, the student learns from their pairs,
+round after round; prints the results table, writes DIR/results.json, logs to MLflow.
+
+  CONFIG.yaml          an experiment file (experiments/quickstart.yaml is the default one)
+  --output-dir DIR     where the run's tables, students and results go (default: runs/NAME)
+  --tracking-uri URI   MLflow store (default: sqlite:///mlruns/mlflow.db); --no-mlflow: none
+  --print_config       print the resolved config as YAML and exit
+  --KEY VALUE          override any key: --rounds 2, --training.steps [50],
+                       --teachers.0.weight 0.5, --student.init_args.frames 4
+
+The experiment keys:
+"""
+
+
+def run(args: list[str]) -> None:
+    """`w2svqa run CONFIG.yaml [options] [--KEY VALUE ...]` (see RUN_HELP)."""
+    from experiments.config import ConfigError, dump_config, experiment_parser, parse_experiment
+
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(RUN_HELP + experiment_parser().format_help().split("options:", 1)[-1])
+        return
+    options, rest = _run_options(args)
+    try:  # printing the config checks it but builds nothing (no model is loaded)
+        namespace, experiment = parse_experiment(rest, instantiate=not options["print_config"])
+    except ConfigError as err:
+        raise SystemExit(f"w2svqa run: {err}") from None
+    if experiment is None:
+        sys.stdout.write(dump_config(namespace))
+        return
+    from experiments.runner import run_experiment
+
+    output_dir = options["output_dir"] or f"runs/{experiment.name}"
+    results = run_experiment(
+        namespace, experiment, output_dir, tracking_uri=options["tracking_uri"],
+        parent_run_id=options["parent_run_id"], run_name=options["run_name"],
+        track=not options["no_mlflow"],
+    )  # fmt: skip
+    print(f"\n{output_dir}/results.json written; final student {results['final_checkpoint']}; "
+          f"{results['seconds']:.0f} s in all")  # fmt: skip
+    if "mlflow" in results:
+        print(f"MLflow run {results['mlflow']['run_id']} in {results['mlflow']['tracking_uri']} "
+              "(see it with `w2svqa ui`)")  # fmt: skip
+
+
+_RUN_OPTIONS = ("output_dir", "tracking_uri", "parent_run_id", "run_name")
+
+
+def _run_options(args: list[str]) -> tuple[dict, list[str]]:
+    """Split the run's own options (`--output-dir DIR`, ...) from the experiment's."""
+    options: dict = dict.fromkeys(_RUN_OPTIONS) | {"print_config": False, "no_mlflow": False}
+    rest, i = [], 0
+    while i < len(args):
+        flag, _, value = args[i].partition("=")
+        key = flag.lstrip("-").replace("-", "_")
+        if flag.startswith("--") and key in ("print_config", "no_mlflow"):
+            options[key] = value.lower() not in ("false", "0", "no") if value else True
+        elif flag.startswith("--") and key in _RUN_OPTIONS:
+            if not value:
+                if i + 1 >= len(args):
+                    raise SystemExit(f"w2svqa run: {flag} needs a value")
+                i += 1
+                value = args[i]
+            options[key] = value
+        else:
+            rest.append(args[i])
+        i += 1
+    return options, rest
 
 
 def _bare_flags(args: list[str]) -> list[str]:

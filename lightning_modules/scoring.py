@@ -126,7 +126,9 @@ def label_videos(
                "enable_checkpointing": False, **(trainer or {})},
             callbacks=[ScoreTableWriter(parts)],
         )  # fmt: skip
-        data = VideoScoringDataModule(todo, teacher.sampler(), batch_size, workers)
+        data = VideoScoringDataModule(
+            todo, teacher.sampler(), batch_size, workers, cached=teacher.cached_input
+        )
         runner.predict(TeacherScoringModule(teacher), datamodule=data, return_predictions=False)
         runner.strategy.barrier()  # every rank's parts are on disk before rank 0 merges them
         if runner.global_rank != 0:

@@ -9,14 +9,21 @@ NAME` and YAML files (`class_path`) can name them.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from datamodules.frame_sampling import Sampler
 from datamodules.video_reader import VideoInfo
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 @dataclass
@@ -28,6 +35,7 @@ class VideoItem:
     frames: np.ndarray | None = None  # uint8 (T, H, W, 3); None for teachers that decode nothing
     info: VideoInfo | None = None
     error: str | None = None  # set by the loader instead of frames when the video cannot be read
+    prepared: Any = None  # the teacher's own cached input for this video; then nothing is decoded
 
 
 class Teacher(ABC):
@@ -40,6 +48,11 @@ class Teacher(ABC):
 
     def sampler(self) -> Sampler | None:
         """Which frames to decode for `score_native`; None: the teacher decodes nothing."""
+        return None
+
+    def cached_input(self, path: str) -> Any:
+        """What the teacher keeps of `path` from an earlier pass (e.g. a student's cached
+        features); not None: the loader skips decoding and sets `VideoItem.prepared`."""
         return None
 
     @abstractmethod
@@ -60,6 +73,28 @@ class Teacher(ABC):
     def to_score(self, native: float) -> float:
         """Native value -> score where higher is better (lower-is-better natives are negated)."""
         return native if self.higher_is_better else -native
+
+
+class TrainableTeacher(Teacher):
+    """A teacher that is fitted on labelled videos before it scores (a supervised weak teacher,
+    as the paper's were trained on LSVQ). `model` is the fitted model file, None until fitted."""
+
+    model: str | None = None
+
+    @property
+    def fitted(self) -> bool:
+        """Whether the teacher has a model to score with (from `fit`, `load` or `model=PATH`)."""
+        return self.model is not None
+
+    @abstractmethod
+    def fit(self, videos: pd.DataFrame, out: str | os.PathLike) -> Path:
+        """Fit on labelled videos (`video_id`, `path`, `mos`), write the model file `out`
+        atomically, set `model` and return `out`. Unreadable videos are skipped with a warning
+        naming each file and the reason; too few usable ones raise ValueError with the count."""
+
+    @abstractmethod
+    def load(self, path: str | os.PathLike) -> None:
+        """Score with the model file `path` from now on (read and checked here; sets `model`)."""
 
 
 _REGISTRY: dict[str, Callable[..., Teacher]] = {}
@@ -95,5 +130,5 @@ def _import_builtin_teachers() -> None:
     # Importing the modules runs their @register_teacher decorators.
     import importlib
 
-    for module in ("classical", "tables", "vlm", "student"):
+    for module in ("classical", "tables", "vlm", "student", "regressor"):
         importlib.import_module(f"lightning_modules.teachers.{module}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils.data import default_collate
@@ -22,8 +23,14 @@ class StudentTeacher(Teacher):
     name = "student"
     higher_is_better = True
 
-    def __init__(self, checkpoint: str | os.PathLike, device: str = "auto") -> None:
-        """`device` "auto": the GPU when there is one, else the CPU."""
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike,
+        device: str = "auto",
+        anchors: list[str] | None = None,
+    ) -> None:
+        """`device` "auto": the GPU when there is one, else the CPU. `anchors`: for a comparator
+        student, the videos of spread quality each video is compared with (see `pick_anchors`)."""
         self.checkpoint = str(checkpoint)
         self.name = f"student:{Path(checkpoint).stem}"
         if device == "auto":
@@ -31,9 +38,29 @@ class StudentTeacher(Teacher):
         self.device = torch.device(device)
         self.student = load_student(checkpoint).to(self.device)
         self.student.requires_grad_(False)  # frozen: eval mode and no gradients, always
+        if self.student.readout == "comparator":
+            if not anchors:
+                raise ValueError(
+                    f"{checkpoint}: a comparator student scores a video against anchor videos; "
+                    "give anchors=[PATH, ...] (n_anchors videos of spread quality)"
+                )
+            self.student.set_anchors(_to(self._prepare_paths(anchors), self.device))
+
+    def _prepare_paths(self, paths: list[str]):
+        from datamodules.video_reader import VideoReader
+
+        prepared = []
+        for path in paths:
+            with VideoReader(path) as reader:  # an unreadable anchor is an error naming it
+                frames = reader.get_frames(self.student.sampler().indices(reader.info))
+            prepared.append(self.student.prepare(frames, path))
+        return default_collate(prepared)
 
     def sampler(self) -> Sampler:
         return self.student.sampler()
+
+    def cached_input(self, path: str) -> Any:
+        return self.student.cached_input(path)
 
     def score_native(self, item: VideoItem) -> float:
         result = self.score_native_batch([item])[0]
@@ -47,7 +74,10 @@ class StudentTeacher(Teacher):
         inputs, ok = [], []
         for i, item in enumerate(items):
             try:
-                inputs.append(self.student.prepare(item.frames, item.path))
+                prepared = item.prepared
+                if prepared is None:
+                    prepared = self.student.prepare(item.frames, item.path)
+                inputs.append(prepared)
                 ok.append(i)
             except Exception as err:  # one video's failure is recorded, never fatal
                 results[i] = err

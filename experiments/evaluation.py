@@ -1,0 +1,80 @@
+"""The field's evaluation protocol for one model on one labelled set, and the results table.
+
+SRCC, KRCC and PLCC are computed on raw predictions (as DOVER, FAST-VQA, Q-Align and the W2S paper
+report them); RMSE needs predictions on the label's scale, so it is taken after the usual
+4-parameter logistic fit of predictions onto labels (reference/datasets.md, "Protocol").
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torchmetrics.functional import kendall_rank_corrcoef, pearson_corrcoef, spearman_corrcoef
+
+from datamodules.ensemble import fit_to_reference
+
+METRICS = ("srcc", "plcc", "krcc", "rmse")
+
+
+def quality_metrics(pred: Sequence[float], mos: Sequence[float]) -> dict[str, float]:
+    """SRCC, PLCC, KRCC (raw) and RMSE (after a logistic fit) of predictions against labels;
+    pairs where either is NaN are left out; `n` counts the rest. Fewer than 3: NaN metrics."""
+    p, y = np.asarray(pred, dtype=np.float64), np.asarray(mos, dtype=np.float64)
+    keep = np.isfinite(p) & np.isfinite(y)
+    p, y = p[keep], y[keep]
+    out: dict[str, float] = {"n": int(keep.sum())}
+    if len(p) < 3 or np.ptp(p) == 0 or np.ptp(y) == 0:
+        return {**dict.fromkeys(METRICS, float("nan")), **out}
+    tp, ty = torch.from_numpy(p), torch.from_numpy(y)
+    out["srcc"] = float(spearman_corrcoef(tp, ty))
+    out["plcc"] = float(pearson_corrcoef(tp, ty))
+    out["krcc"] = float(kendall_rank_corrcoef(tp, ty))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a failed logistic falls back to a line, as documented
+        mapping = fit_to_reference(p, y, name="prediction")
+    fitted = mapping(p) if mapping is not None else np.full_like(y, y.mean())
+    out["rmse"] = float(np.sqrt(np.mean((fitted - y) ** 2)))
+    return {k: out[k] for k in (*METRICS, "n")}
+
+
+def evaluate(
+    model: str,
+    scores: pd.DataFrame,
+    sets: Mapping[str, pd.DataFrame],
+    round_index: int = 0,
+) -> tuple[list[dict[str, Any]], dict[str, pd.DataFrame]]:
+    """Rows `{model, round, set, srcc, plcc, krcc, rmse, n}` of `scores` (`video_id`, `score`)
+    on each labelled set (`video_id`, `path`, `mos`), and the per-video predictions."""
+    by_id = scores.dropna(subset=["score"]).drop_duplicates("video_id").set_index("video_id").score
+    rows, predictions = [], {}
+    for name, labelled in sets.items():
+        table = labelled[["video_id", "path", "mos"]].copy()
+        table["prediction"] = table.video_id.map(by_id).astype(float)
+        predictions[name] = table
+        metrics = quality_metrics(table.prediction, table.mos)
+        rows.append({"model": model, "round": round_index, "set": name, **metrics})
+    return rows, predictions
+
+
+def results_table(rows: Iterable[Mapping[str, Any]], metric: str = "srcc") -> pd.DataFrame:
+    """Paper Table 1's shape: one row per model (in order of appearance), one column per set,
+    cells "SRCC / PLCC" (or the one `metric`)."""
+    frame = pd.DataFrame(list(rows))
+    if frame.empty:
+        return frame
+    models = list(dict.fromkeys(frame.model))
+    sets = list(dict.fromkeys(frame.set))
+
+    def cell(r: pd.Series) -> str:
+        if metric == "srcc":
+            return f"{r.srcc:.3f} / {r.plcc:.3f}"
+        return f"{r[metric]:.3f}"
+
+    frame["cell"] = frame.apply(cell, axis=1)
+    table = frame.pivot_table(index="model", columns="set", values="cell", aggfunc="last")
+    return table.reindex(index=models, columns=sets).rename_axis(index=None, columns=None)

@@ -1,0 +1,167 @@
+"""The round runner end to end on tiny real footage: two rounds, teachers and student evaluated,
+results.json and the MLflow run written, a re-run skipping every stage; the config's errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from experiments.cli import main
+from experiments.config import ConfigError, parse_experiment
+from tests.students import blur_ladder
+
+STUDENT = {"frames": 2, "size": 64, "hidden": 32, "dropout": 0.0}
+
+
+def tiny_experiment(folder: Path, videos: pd.DataFrame, **changes) -> dict:
+    """A real experiment, shrunk: the blur ladder as pool, labelled and evaluation set."""
+    table = folder / "ladder.parquet"
+    videos.to_parquet(table, index=False)
+    firsts = folder / "clean_and_mild.parquet"
+    videos[videos.level <= 3].to_parquet(firsts, index=False)
+    config = {
+        "name": "tiny",
+        "rounds": 2,
+        "data": {
+            "pool": str(table), "labelled": str(table), "cache": str(folder / "cache"),
+            "eval": {"ladder": str(table), "mild": str(firsts)},
+        },
+        "teachers": [
+            {"name": "blur", "teacher": {"class_path":
+             "lightning_modules.teachers.classical.BlurTeacher"}},
+            {"name": "blockiness", "weight": 0.5, "teacher": {"class_path":
+             "lightning_modules.teachers.classical.BlockinessTeacher"}},
+        ],
+        "student": {
+            "class_path": "lightning_modules.students.compact.CompactStudent",
+            "init_args": {**STUDENT, "feature_cache": str(folder / "cache" / "features")},
+        },
+        "ensemble": {"pairs": [40, 20]},
+        "synthetic": {"pairs": 6, "groups": {"spatial": 1.0}, "workers": 1},
+        "iteration": {"hard_cases": {"n_gmad_pairs": 10}},
+        "training": {"steps": [6, 4], "batch_size": 4, "workers": 0,
+                     "optim": {"lr": 0.003}},
+    }  # fmt: skip
+    for key, value in changes.items():
+        config[key] = value
+    return config
+
+
+@pytest.fixture(scope="module")
+def ladder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, pd.DataFrame]:
+    folder = tmp_path_factory.mktemp("runner")
+    (folder / "videos").mkdir()
+    return folder, blur_ladder(folder / "videos")
+
+
+@pytest.fixture(scope="module")
+def finished(ladder) -> tuple[Path, dict, str, Path]:
+    folder, videos = ladder
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment(folder, videos)))
+    out, uri = folder / "run", f"sqlite:///{folder / 'mlflow.db'}"
+    main(["run", str(config), "--output-dir", str(out), "--tracking-uri", uri])
+    return out, json.loads((out / "results.json").read_text()), uri, config
+
+
+def test_results_json_has_every_model_on_every_set(finished) -> None:
+    out, results, _, _ = finished
+    rows = pd.DataFrame(results["rows"])
+    expected = {"teacher:blur", "teacher:blockiness", "ensemble", "ensemble:round2",
+                "student:round0", "student:round1", "student:round2"}  # fmt: skip
+    assert set(rows.model) == expected
+    assert set(rows.set) == {"ladder", "mild"}
+    assert len(rows) == len(expected) * 2
+    for column in ("srcc", "plcc", "krcc", "rmse", "n"):
+        assert rows[column].notna().all(), column
+    assert (rows[rows.set == "ladder"].n == 18).all()
+    assert Path(results["final_checkpoint"]) == out / "round2" / "student.safetensors"
+    assert Path(results["final_checkpoint"]).is_file()
+    # round 2 trained on round 1's pairs, its own ensemble pairs and hard cases
+    for name in ("round1/ensemble_pairs", "round1/synthetic_pairs", "round2/ensemble_pairs",
+                 "round2/hard_pairs"):  # fmt: skip
+        assert (out / f"{name}.parquet").is_file(), name
+    hard = pd.read_parquet(out / "round2" / "hard_pairs.parquet")
+    assert (hard["round"] == 2).all()
+    predictions = pd.read_csv(out / "round2" / "predictions_ladder.csv")
+    assert list(predictions.columns) == ["video_id", "path", "mos", "prediction"]
+
+
+def test_the_student_learns_the_blur_order(finished) -> None:
+    rows = pd.DataFrame(finished[1]["rows"]).set_index(["model", "set"])
+    assert rows.loc[("student:round2", "ladder"), "srcc"] > 0.6
+
+
+def test_the_mlflow_run_holds_params_metrics_and_artifacts(finished) -> None:
+    out, results, uri, _ = finished
+    assert results["mlflow"]["tracking_uri"].startswith("sqlite:")
+    client = MlflowClient(uri)
+    run = client.get_run(results["mlflow"]["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["rounds"] == "2"
+    assert run.data.params["teachers.1.weight"] == "0.5"
+    assert {"git_commit", "config_hash", "seed"} <= set(run.data.tags)
+    history = client.get_metric_history(run.info.run_id, "ladder/srcc")
+    assert sorted(m.step for m in history) == [1, 2]
+    assert client.get_metric_history(run.info.run_id, "teacher:blur/ladder/srcc")
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {
+        "config.yaml",
+        "results.json",
+        "pair_statistics.csv",
+        "checkpoint",
+        "plots",
+    } <= artifacts
+    round2 = {a.path for a in client.list_artifacts(run.info.run_id, "predictions/round2")}
+    assert "predictions/round2/predictions_ladder.csv" in round2
+
+
+def test_a_rerun_skips_every_stage_and_gives_the_same_rows(finished, capsys) -> None:
+    out, results, uri, config = finished
+    main(["run", str(config), "--output-dir", str(out), "--tracking-uri", uri])
+    again = json.loads((out / "results.json").read_text())
+    stages = pd.DataFrame(again["timings"])
+    made = stages[~stages.skipped & ~stages.stage.str.startswith("score with")]
+    assert made.empty, made
+    assert again["rows"] == results["rows"]
+    assert "student:round2" in capsys.readouterr().out  # the table is printed
+
+
+def test_overrides_reach_the_config_and_wrong_keys_fail_before_work(ladder, tmp_path) -> None:
+    folder, videos = ladder
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment(folder, videos)))
+    namespace, exp = parse_experiment(
+        [str(config), "--rounds", "3", "--teachers.0.weight", "0.25", "--training.steps", "[2]"]
+    )
+    assert exp.rounds == 3 and exp.teachers[0].weight == 0.25 and exp.training.steps == [2]
+    assert namespace.teachers[0].weight == 0.25
+    with pytest.raises(ConfigError, match="teachers has 2 items"):
+        parse_experiment([str(config), "--teachers.7.weight", "1"])
+    with pytest.raises(ConfigError, match=r"(?s)c\.yaml.*stpes"):
+        parse_experiment([str(config), "--training.stpes", "3"])
+    with pytest.raises(ConfigError, match="rounds"):
+        parse_experiment([str(config), "--rounds", "two"])
+    bad = tiny_experiment(folder, videos)
+    bad["teachers"][0]["teacher"]["class_path"] = "lightning_modules.teachers.classical.Nope"
+    config.write_text(yaml.safe_dump(bad))
+    with pytest.raises(ConfigError, match=r"(?s)c\.yaml.*Nope"):
+        parse_experiment([str(config)])
+    with pytest.raises(ConfigError, match="no such experiment file"):
+        parse_experiment([str(tmp_path / "missing.yaml")])
+
+
+def test_print_config_prints_the_resolved_yaml(ladder, tmp_path, capsys) -> None:
+    folder, videos = ladder
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment(folder, videos)))
+    main(["run", str(config), "--print_config", "--rounds", "5"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["rounds"] == 5
+    assert printed["training"]["loss"]["class_path"] == "lightning_modules.losses.OrderedProbit"
+    assert not (tmp_path / "runs").exists()
