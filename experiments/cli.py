@@ -4,6 +4,7 @@ schema: jsonargparse builds the options, the `--help` text and `--config FILE.ya
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -487,6 +488,9 @@ def run(args: list[str]) -> None:
     if experiment is None:
         sys.stdout.write(dump_config(namespace))
         return
+    processes = _processes(experiment.training.trainer)
+    if processes > 1 and "RANK" not in os.environ:
+        _launch(processes, args)  # does not return
     from experiments.runner import run_experiment
 
     output_dir = options["output_dir"] or f"runs/{experiment.name}"
@@ -500,6 +504,32 @@ def run(args: list[str]) -> None:
     if "mlflow" in results:
         print(f"MLflow run {results['mlflow']['run_id']} in {results['mlflow']['tracking_uri']} "
               "(see it with `w2svqa ui`)")  # fmt: skip
+
+
+def _processes(trainer) -> int:
+    """Training processes on this node that `trainer` asks for."""
+    if trainer.num_nodes > 1:
+        raise SystemExit(
+            "w2svqa run: for several nodes start it on each node with torchrun, e.g. "
+            "`torchrun --nnodes N --nproc_per_node G --rdzv_endpoint HOST:PORT "
+            "-m experiments.cli run CONFIG.yaml`"
+        )
+    devices = trainer.devices
+    if devices in ("auto", -1, "-1"):
+        import torch
+
+        return torch.cuda.device_count() if trainer.accelerator != "cpu" else 1
+    return int(devices) if str(devices).isdigit() else len(str(devices).split(","))
+
+
+def _launch(processes: int, args: list[str]) -> None:
+    """Run this same command as `processes` ranks under torchrun: rank 0 makes every stage, all
+    ranks train together (DDP over gloo on CPU, NCCL on GPUs, or DeepSpeed)."""
+    argv = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={processes}", "-m", "experiments.cli", "run", *args]  # fmt: skip
+    print(f"w2svqa run: starting {processes} processes (torchrun)", flush=True)
+    sys.stdout.flush()
+    os.execv(sys.executable, argv)
 
 
 _RUN_OPTIONS = ("output_dir", "tracking_uri", "parent_run_id", "run_name")

@@ -31,7 +31,7 @@ from datamodules._io import atomic_write
 from datamodules.video_table import load_labelled_videos, load_videos
 from experiments.config import Experiment, TeacherEntry, config_hash, dump_config
 from experiments.evaluation import evaluate, results_table
-from experiments.stages import StageLog, digest, file_digest
+from experiments.stages import StageLog, digest, file_digest, single_process
 
 STUDENT = "student"
 
@@ -64,7 +64,7 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(config, exp, out, Path(exp.data.cache), StageLog())
     start = time.perf_counter()
-    if track and _is_rank_zero():
+    if track and ctx.log.rank == 0:
         from experiments.tracking import Tracker
 
         ctx.tracker = Tracker(exp.name, tracking_uri)
@@ -73,7 +73,9 @@ def run_experiment(
         ctx.run_id = ctx.tracker.start_run(
             run_name or out.name, params=config.as_dict(), tags=tags, parent_run_id=parent_run_id
         )
-    atomic_write(out / "config.yaml", lambda p: p.write_text(dump_config(config)))
+    rank0 = ctx.log.rank == 0
+    if rank0:
+        atomic_write(out / "config.yaml", lambda p: p.write_text(dump_config(config)))
     try:
         results = _run_rounds(ctx)
     except BaseException as err:  # the MLflow run says how it ended, then the error goes on
@@ -87,7 +89,8 @@ def run_experiment(
     if ctx.tracker is not None:
         results["mlflow"] = {"tracking_uri": ctx.tracker.tracking_uri, "run_id": ctx.run_id}
         _log_artifacts(ctx, results)
-    atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
+    if rank0:
+        atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
     if ctx.tracker is not None:
         ctx.tracker.log_artifact(ctx.run_id, out / "results.json")
         ctx.tracker.end_run(ctx.run_id, "FINISHED")
@@ -149,9 +152,10 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
             f"{r['model']}/{r['set']}/srcc": r["srcc"] for r in rows if r["round"] == 0
         }
         ctx.tracker.log_metrics(ctx.run_id, teacher_metrics, step=0)
-    table = results_table(rows)
-    print("\nSRCC / PLCC (raw predictions; RMSE after a logistic fit is in results.json)")
-    print(table.to_string())
+    if ctx.log.rank == 0:
+        table = results_table(rows)
+        print("\nSRCC / PLCC (raw predictions; RMSE after a logistic fit is in results.json)")
+        print(table.to_string())
     return {"name": exp.name, "rows": rows, "final_checkpoint": str(student_file),
             "output_dir": str(ctx.out)}  # fmt: skip
 
@@ -160,12 +164,15 @@ def _build_corpus(ctx: RunContext) -> None:
     from datamodules.sample_corpus import build_sample_corpus
 
     config = ctx.exp.data.sample_corpus  # clips already made are reused: a re-run is quick
-    summary = ctx.log.timed(
-        "sample corpus", lambda: build_sample_corpus(ctx.exp.data.sample_dir, config)
-    )
-    if summary["failed"]:
-        raise RuntimeError(f"sample corpus: {len(summary['failed'])} clips failed, e.g. "
-                           f"{summary['failed'][0]}")  # fmt: skip
+
+    def make(manifest: Path) -> None:
+        summary = build_sample_corpus(manifest.parent, config)
+        if summary["failed"]:
+            raise RuntimeError(f"sample corpus: {len(summary['failed'])} clips failed, e.g. "
+                               f"{summary['failed'][0]}")  # fmt: skip
+
+    manifest = Path(ctx.exp.data.sample_dir) / "manifest.json"
+    ctx.log.run("sample corpus", manifest, _as_dict(config), make)
 
 
 def _as_dict(value: Any) -> Any:
@@ -197,9 +204,10 @@ def _teacher_spec(ctx: RunContext, entry: TeacherEntry) -> dict[str, Any]:
     index = ctx.exp.teachers.index(entry)
     spec = ctx.config.teachers[index].teacher
     spec = spec.as_dict() if isinstance(spec, Namespace) else spec
-    model = getattr(entry.teacher, "model", None)
-    if model and Path(model).is_file():
-        spec = {**spec, "model_digest": file_digest(model)}
+    from lightning_modules.teachers.base import TrainableTeacher
+
+    if isinstance(entry.teacher, TrainableTeacher) and entry.teacher.fitted:
+        spec = {**spec, "model_digest": file_digest(entry.teacher.model)}
     return spec
 
 
@@ -233,14 +241,19 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
     are scored)."""
     from lightning_modules.scoring import label_videos, read_scores
 
-    table = ctx.cache / "scores" / f"{entry.name}-{digest(_teacher_spec(ctx, entry))}.parquet"
-    workers = ctx.exp.training.workers
-    summary = ctx.log.timed(
-        f"score with {entry.name}",
-        lambda: label_videos(entry.teacher, videos, table, ctx.exp.eval_batch_size, workers),
-    )
-    if summary.failed:
-        print(f"  {entry.name}: {summary.failed} videos failed (see the error column of {table})")
+    spec = _teacher_spec(ctx, entry)
+    table = ctx.cache / "scores" / f"{entry.name}-{digest(spec)}.parquet"
+
+    def make(out: Path) -> None:  # resumes: only videos without a score are scored
+        with single_process():
+            summary = label_videos(
+                entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.training.workers
+            )
+        if summary.failed:
+            print(f"  {entry.name}: {summary.failed} videos failed (error column of {out})")
+
+    key = {"teacher": spec, "videos": _frame_digest(videos)}
+    ctx.log.run(f"score with {entry.name}", table, key, make)
     return _ok_scores(read_scores(table), videos)
 
 
@@ -409,7 +422,8 @@ def _train(
         )  # fmt: skip
         print(f"  {result.steps} steps on {len(pairs)} pair tables")
 
-    return ctx.log.run(f"round {k}: train student", round_dir / "student.safetensors", key, make)
+    out = round_dir / "student.safetensors"
+    return ctx.log.run(f"round {k}: train student", out, key, make, collective=True)
 
 
 def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.DataFrame):
@@ -420,8 +434,8 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
 
     def make(out: Path) -> None:
         teacher = StudentTeacher(student, anchors=ctx.anchors)
-        workers = ctx.exp.training.workers
-        label_videos(teacher, videos, out, ctx.exp.eval_batch_size, workers)
+        with single_process():
+            label_videos(teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.training.workers)
 
     out = round_dir / "student_scores.parquet"
     ctx.log.run(f"{round_dir.name}: score with the student", out, key, make)
@@ -439,7 +453,8 @@ def _anchors(ctx: RunContext, weak: dict[str, pd.DataFrame], pool: pd.DataFrame)
     scores = _ensemble_table(ctx, weak, weights)
     scores = scores.merge(pool[["video_id", "path"]], on="video_id")
     anchors = pick_anchors(scores, getattr(ctx.exp.student, "n_anchors", 5))
-    atomic_write(ctx.out / "anchors.csv", lambda p: anchors.to_csv(p, index=False))
+    if ctx.log.rank == 0:
+        atomic_write(ctx.out / "anchors.csv", lambda p: anchors.to_csv(p, index=False))
     return anchors.path.astype(str).tolist()
 
 
@@ -449,6 +464,8 @@ def _anchors(ctx: RunContext, weak: dict[str, pd.DataFrame], pool: pd.DataFrame)
 def _save_predictions(ctx: RunContext, round_dir: Path, predictions, k: int) -> None:
     from experiments.tracking import scatter_plot
 
+    if ctx.log.rank != 0:
+        return
     for name, table in predictions.items():
         csv = round_dir / f"predictions_{name}.csv"
         atomic_write(csv, lambda p, t=table: t.to_csv(p, index=False))
@@ -488,10 +505,6 @@ def _pair_statistics(out: Path) -> pd.DataFrame:
         counts.insert(0, "round", table.parent.name)
         rows.append(counts)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
-
-
-def _is_rank_zero() -> bool:
-    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
 def _git_commit() -> str:

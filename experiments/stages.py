@@ -12,6 +12,7 @@ import json
 import os
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,34 +35,75 @@ def file_digest(path: str | os.PathLike) -> str:
     return h.hexdigest()[:16]
 
 
+def global_rank() -> int:
+    """This process's rank under torchrun (0 when not distributed)."""
+    return int(os.environ.get("RANK", "0"))
+
+
 @dataclass
 class StageLog:
-    """Runs stages, skipping up-to-date ones, and keeps each one's elapsed time."""
+    """Runs stages, skipping up-to-date ones, and keeps each one's elapsed time.
+
+    Under torchrun, rank 0 makes each stage's output and the other ranks wait for its key, except
+    for collective stages (training), which every rank runs together."""
 
     say: Callable[[str], None] = print
     timings: list[dict[str, Any]] = field(default_factory=list)
+    rank: int = field(default_factory=global_rank)
+    poll_seconds: float = 1.0
 
-    def run(self, label: str, out: Path, key: Any, make: Callable[[Path], Any]) -> Path:
+    def run(
+        self,
+        label: str,
+        out: Path,
+        key: Any,
+        make: Callable[[Path], Any],
+        collective: bool = False,
+    ) -> Path:
         """Make `out` with `make(out)` unless it exists with the same `key`."""
         keyfile = out.with_name(out.name + ".key")
         wanted = digest(key)
-        if out.exists() and keyfile.is_file() and keyfile.read_text().strip() == wanted:
+        if _holds(keyfile, wanted) and out.exists():
             self.record(label, 0.0, skipped=True)
             return out
         start = time.perf_counter()
-        keyfile.unlink(missing_ok=True)  # a crash inside `make` must not leave an old key valid
+        if self.rank != 0 and not collective:
+            while not (_holds(keyfile, wanted) and out.exists()):  # rank 0 is making it
+                time.sleep(self.poll_seconds)
+            return out
+        if self.rank == 0:
+            keyfile.unlink(missing_ok=True)  # a crash inside `make` must not leave a valid key
         make(out)
-        atomic_write(keyfile, lambda p: p.write_text(wanted + "\n"))
+        if self.rank == 0:
+            atomic_write(keyfile, lambda p: p.write_text(wanted + "\n"))
         self.record(label, time.perf_counter() - start)
         return out
 
-    def timed(self, label: str, work: Callable[[], Any]) -> Any:
-        """Run `work()` (a stage that keeps its own cache) and record its time."""
-        start = time.perf_counter()
-        result = work()
-        self.record(label, time.perf_counter() - start)
-        return result
-
     def record(self, label: str, seconds: float, skipped: bool = False) -> None:
+        if self.rank != 0:
+            return
         self.timings.append({"stage": label, "seconds": round(seconds, 2), "skipped": skipped})
         self.say(f"[{label}] " + ("up to date, skipped" if skipped else f"{seconds:.1f} s"))
+
+
+def _holds(keyfile: Path, wanted: str) -> bool:
+    try:
+        return keyfile.read_text().strip() == wanted
+    except OSError:
+        return False
+
+
+@contextmanager
+def single_process():
+    """Hide torchrun's environment from a job that runs on rank 0 alone (a labelling job's
+    one-device Trainer would otherwise take itself for one rank of the whole world)."""
+    names = [n for n in os.environ if n in _DIST_VARS or n.startswith("TORCHELASTIC_")]
+    saved = {n: os.environ.pop(n) for n in names}
+    try:
+        yield
+    finally:
+        os.environ.update(saved)
+
+
+_DIST_VARS = {"RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "ROLE_RANK",
+              "ROLE_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"}  # fmt: skip

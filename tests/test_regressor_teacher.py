@@ -224,17 +224,22 @@ def test_deep_features_are_the_compact_students_cached_features(
     from lightning_modules.students.compact import CompactStudent
 
     _, model = fitted
+    cache, videos = tmp_path / "cache", ladder.head(3)[["video_id", "path"]]
+    teacher = create_teacher("regressor", **KINDS["deep"], model=str(model),
+                             feature_cache=str(cache))  # fmt: skip
+    items = _items(teacher, videos)
+    first = teacher.score_native_batch(items)
+    assert len(list(cache.glob("*.npy"))) == 3
+    # a compact student of the same frames, size and weights reads them as its own
     kw = {k: v for k, v in KINDS["deep"].items() if k in ("frames", "size")}
-    cached = create_teacher("regressor", **KINDS["deep"], model=str(model),
-                            feature_cache=str(tmp_path))  # fmt: skip
-    items = _items(cached, ladder.head(3))
-    first = cached.score_native_batch(items)
-    assert len(list(tmp_path.glob("*.npy"))) == 3
-    assert cached.score_native_batch(items) == first  # now read from the cache
-    student = CompactStudent(feature_cache=str(tmp_path), **kw)
-    fresh = CompactStudent(**kw)  # no cache: computes the features itself
+    student, fresh = CompactStudent(feature_cache=str(cache), **kw), CompactStudent(**kw)
     for item in items:
         on_disk = student.cached_input(item.path)  # (T, 1280), the file the teacher wrote
         assert on_disk is not None and on_disk.shape == (4, 1280)
-        recomputed = fresh.prepare(item.frames, item.path)
+        recomputed = fresh.prepare(item.frames, item.path)  # no cache: computed afresh
         np.testing.assert_allclose(on_disk.numpy(), recomputed.numpy(), rtol=1e-4, atol=1e-4)
+    # the labelling job then hands over the cached features instead of decoding
+    assert VideoScoringDataset(videos, teacher.sampler(), teacher.cached_input)[0].frames is None
+    summary = label_videos(teacher, videos, tmp_path / "scores.parquet", workers=0)
+    table = pd.read_parquet(summary.table).set_index("video_id").loc[videos.video_id]
+    assert table.score.tolist() == first

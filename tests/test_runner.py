@@ -165,3 +165,30 @@ def test_print_config_prints_the_resolved_yaml(ladder, tmp_path, capsys) -> None
     assert printed["rounds"] == 5
     assert printed["training"]["loss"]["class_path"] == "lightning_modules.losses.OrderedProbit"
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
+    """Only the trainer section changes: `devices: 2` starts two ranks (torchrun, gloo); rank 0
+    makes every stage, both train, and the results have the same shape as one process's."""
+    import subprocess
+    import sys
+
+    folder, videos = ladder
+    config = tiny_experiment(folder, videos)
+    config["data"]["cache"] = str(tmp_path / "cache")
+    config["student"]["init_args"]["feature_cache"] = str(tmp_path / "cache" / "features")
+    config["training"]["trainer"] = {"devices": 2, "strategy": "ddp"}
+    file = tmp_path / "ddp.yaml"
+    file.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments.cli", "run", str(file), "--output-dir", str(out),
+         "--no-mlflow"], capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "starting 2 processes" in done.stdout
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
+    assert {"student:round1", "student:round2"} <= set(rows.model)
+    assert rows.srcc.notna().all()

@@ -30,6 +30,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Literal, get_args
 
 import cv2
@@ -330,7 +331,7 @@ class RegressorTeacher(TrainableTeacher):
             if getattr(self, key) < (2 if key in ("run", "min_videos") else 1):
                 raise ValueError(f"{key}: {getattr(self, key)} is too small")
         self.name = f"regressor:{self.features}"  # two regressors in one ensemble stay apart
-        self._fitted: RegressorModel | None = None
+        self._fitted: tuple[str, RegressorModel] | None = None  # (its path, the model)
         self._student = None  # deep: the compact student whose frozen backbone gives features
         if self.model is not None:
             self.load(self.model)  # a wrong path or file fails here, before any work
@@ -347,7 +348,8 @@ class RegressorTeacher(TrainableTeacher):
                     f"{path}: fitted with {key}={got!r}, this teacher has {key}={want!r}; "
                     f"set {key} to match the model or fit a new model with these settings"
                 )
-        self.model, self._fitted = str(path), fitted
+        self.model = str(path)
+        self._fitted = (self.model, fitted)
 
     def fit(self, videos: pd.DataFrame, out: str | os.PathLike) -> Path:
         missing = {"video_id", "path", "mos"} - set(videos.columns)
@@ -381,6 +383,11 @@ class RegressorTeacher(TrainableTeacher):
             return UniformFrames(self.frames)  # the compact student's: same frames, same cache
         return SpreadAndRun(self.frames, self.run)
 
+    def cached_input(self, path: str) -> np.ndarray | None:
+        """deep: the video's cached backbone features `(T, D)`, so the loader skips decoding."""
+        file = self._cache_file(path)
+        return np.load(file, allow_pickle=False) if file is not None and file.is_file() else None
+
     def score_native(self, item: VideoItem) -> float:
         result = self.score_native_batch([item])[0]
         if isinstance(result, Exception):
@@ -389,15 +396,15 @@ class RegressorTeacher(TrainableTeacher):
 
     def score_native_batch(self, items: list[VideoItem]) -> list[float | Exception]:
         """Features for the batch (deep: one backbone pass), then one prediction for all."""
-        if self._fitted is None:
-            if self.model is None:
-                raise RuntimeError(f"teacher {self.name} has no model: fit it or set model=PATH")
-            self.load(self.model)  # `model` was assigned directly
+        if self.model is None:
+            raise RuntimeError(f"teacher {self.name} has no model: fit it or set model=PATH")
+        if self._fitted is None or self._fitted[0] != self.model:
+            self.load(self.model)  # `model` was assigned rather than loaded
         feats = self._features(items)
         ok = [i for i, f in enumerate(feats) if not isinstance(f, Exception)]
         results: list[float | Exception] = list(feats)  # exceptions stay in place
         if ok:
-            scores = self._fitted.predict(np.stack([feats[i] for i in ok]))
+            scores = self._fitted[1].predict(np.stack([feats[i] for i in ok]))
             for i, score in zip(ok, scores.tolist(), strict=True):
                 results[i] = score
         return results
@@ -429,37 +436,44 @@ class RegressorTeacher(TrainableTeacher):
         return out
 
     def _deep_features(self, items: list[VideoItem]) -> list[np.ndarray | Exception]:
-        student, device = self._backbone()
-        per_frame: list[np.ndarray | Exception | None] = [None] * len(items)  # (T, D) each
-        todo, pixels = [], []
-        for i, item in enumerate(items):
+        per_frame: list[np.ndarray | Exception | None] = []  # (T, D) each
+        for item in items:  # the loader's cached features, else the cache's (when fitting)
             try:
-                cached = student.cached_input(item.path)
-                if cached is not None:
-                    per_frame[i] = cached.numpy()
-                    continue
-                pixels.append(student.transform(_frames_of(item)))  # (T, 3, size, size)
-                todo.append(i)
+                per_frame.append(item.prepared if item.prepared is not None
+                                 else self.cached_input(item.path))  # fmt: skip
             except Exception as err:  # one video's failure is recorded, never fatal
-                per_frame[i] = err
-        if todo:
+                per_frame.append(err)
+        pixels = {}  # the others, through the backbone in one batch
+        for i, item in enumerate(items):
+            if per_frame[i] is None:
+                try:
+                    pixels[i] = self._backbone()[0].transform(_frames_of(item))  # (T, 3, S, S)
+                except Exception as err:
+                    per_frame[i] = err
+        if pixels:
+            student, device = self._backbone()
             with torch.inference_mode():
-                feats = student.features(torch.stack(pixels).to(device)).float().cpu().numpy()
-            for i, f in zip(todo, feats, strict=True):  # f: (T, D)
+                batch = torch.stack(list(pixels.values())).to(device)  # (B, T, 3, S, S)
+                feats = student.features(batch).float().cpu().numpy()  # (B, T, D)
+            for i, f in zip(pixels, feats, strict=True):
                 per_frame[i] = f
-                if self.feature_cache is not None:  # the file the student's `prepare` reads
-                    name = f"{student._cache_key(items[i].path)}.npy"
-                    atomic_write(Path(self.feature_cache) / name, lambda p, f=f: np.save(p, f))
-        out: list[np.ndarray | Exception] = []
-        for f in per_frame:
-            if isinstance(f, Exception):
-                out.append(f)
-                continue
-            try:
-                out.append(_finite(np.concatenate([f.mean(0), f.std(0)]).astype(np.float64)))
-            except ValueError as err:
-                out.append(err)
-        return out
+                file = self._cache_file(items[i].path)
+                if file is not None:  # the file the student's `prepare` reads
+                    atomic_write(file, lambda p, f=f: np.save(p, f))
+        return [f if isinstance(f, Exception) else _pooled(f) for f in per_frame]
+
+    def _cache_file(self, path: str) -> Path | None:
+        """deep: where the compact student keeps the features of `path` (None: no cache).
+
+        The student's own key, computed from the settings that shape the features, so that the
+        cache is shared and looking a video up needs no backbone (the loader's workers do it)."""
+        if self.features != "deep" or self.feature_cache is None:
+            return None
+        from lightning_modules.students.compact import CompactStudent
+
+        spec = SimpleNamespace(backbone=BACKBONE, weights=self.weights, frames=self.frames,
+                               size=self.size)  # fmt: skip
+        return Path(self.feature_cache) / f"{CompactStudent._cache_key(spec, path)}.npy"
 
     def _backbone(self):  # -> tuple[CompactStudent, torch.device]
         """The compact student, built on first use (its backbone is the deep feature extractor)."""
@@ -485,8 +499,9 @@ class RegressorTeacher(TrainableTeacher):
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Features and labels of the videos that could be read and featurised; the others are
         skipped with a warning each, naming the file and the reason."""
-        loader = DataLoader(VideoScoringDataset(videos, self.sampler()), batch_size=FIT_BATCH,
-                            num_workers=self.workers, collate_fn=list)  # fmt: skip
+        dataset = VideoScoringDataset(videos, self.sampler(), cached=self.cached_input)
+        loader = DataLoader(dataset, batch_size=FIT_BATCH, num_workers=self.workers,
+                            collate_fn=list)  # fmt: skip
         xs, ys, at = [], [], 0
         for batch in loader:
             readable = [(k, item) for k, item in enumerate(batch) if item.error is None]
@@ -503,6 +518,14 @@ class RegressorTeacher(TrainableTeacher):
                               stacklevel=3)  # fmt: skip
             at += len(batch)
         return xs, np.asarray(ys, np.float64)
+
+
+def _pooled(per_frame: np.ndarray) -> np.ndarray | Exception:
+    """Frame features `(T, D)` -> their mean and std over time `(2D,)`."""
+    try:
+        return _finite(np.concatenate([per_frame.mean(0), per_frame.std(0)]).astype(np.float64))
+    except Exception as err:  # e.g. a cache file of another shape: this video fails, not all
+        return err
 
 
 def _finite(x: np.ndarray) -> np.ndarray:
