@@ -14,18 +14,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-CLASSICAL := blockiness blur exposure niqe noise stutter
-
-# Until the round runner lands: corpus -> classical teachers' scores -> ensemble and synthetic pairs.
+# The main job on the embedded default: builds the sample corpus when missing, then three rounds of
+# weak-to-strong training; prints the results table and logs the run to MLflow (mlruns/).
 quickstart: setup
-	$(BIN)/w2svqa data sample --out data/sample
-	for t in $(CLASSICAL); do \
-	  $(BIN)/w2svqa label --teacher $$t --videos data/sample/pool.parquet \
-	    --out data/scores/$$t.parquet || exit 1; \
-	done
-	$(BIN)/w2svqa pairs ensemble --scores data/scores --videos data/sample/pool.parquet \
-	  --out data/pairs/ensemble.parquet
-	$(BIN)/w2svqa pairs synthetic --videos data/sample/pool.parquet --out data/pairs/synthetic.parquet
+	$(BIN)/w2svqa run experiments/quickstart.yaml --output-dir runs/quickstart
 
 test: setup
 	$(BIN)/pytest

@@ -94,7 +94,7 @@ def _read_table(path: Path, label: str | None = None) -> pd.DataFrame:
             raise
         raise VideoTableError(f"{path}: cannot read as a table ({err})") from err
     if "path" not in table.columns and {"first_path", "second_path"} <= set(table.columns):
-        table = _pair_table_videos(table)
+        table = pair_table_videos(table)
     if "path" not in table.columns:
         raise VideoTableError(f"{path}: no 'path' column (columns: {', '.join(table.columns)})")
     given = table["path"].astype(str)
@@ -107,7 +107,7 @@ def _read_table(path: Path, label: str | None = None) -> pd.DataFrame:
     return out
 
 
-def _pair_table_videos(pairs: pd.DataFrame) -> pd.DataFrame:
+def pair_table_videos(pairs: pd.DataFrame) -> pd.DataFrame:
     """The distinct videos of a pair table (both sides), e.g. synthetic renditions to score."""
     sides = [
         pairs[[f"{side}_id", f"{side}_path"]].set_axis(["video_id", "path"], axis=1)

@@ -406,9 +406,12 @@ def ui(tracking_uri: str = "sqlite:///mlruns/mlflow.db", host: str = "127.0.0.1"
         host: Interface to listen on (127.0.0.1: this machine only).
         port: Port to listen on.
     """
-    from experiments.tracking import serve_ui
+    from experiments.tracking import UIError, serve_ui
 
-    serve_ui(tracking_uri, host, port)
+    try:
+        serve_ui(tracking_uri, host, port)
+    except UIError as err:
+        raise SystemExit(f"w2svqa ui: {err}") from None
 
 
 def sweep(

@@ -69,6 +69,8 @@ class DataConfig:
     sample_corpus: CorpusConfig | None = None
     """Build the embedded sample corpus into `sample_dir` first (clips already made are reused);
     None: the videos exist already."""
+    workers: int = 2
+    """Decoding processes of the labelling and scoring jobs."""
     sample_dir: str = "data/sample"
     """Where `sample_corpus` is built."""
     cache: str = "data/cache"
@@ -103,8 +105,10 @@ class IterationConfig:
     "the stage-i student becomes the teacher"), or is not used as a teacher."""
     student_weight: float = 1.0
     """The previous student's ensemble weight when it joins."""
-    init: Literal["continue", "restart"] = "continue"
-    """The student continues from the previous round's weights, or starts again."""
+    init: Literal["continue", "restart"] = "restart"
+    """The student starts again from its initial weights on the pairs so far (the paper's stage
+    times, 19 / 24 / 29 hours, grow with the cumulative 500k / 600k / 700k pairs, as retraining
+    would), or continues from the previous round's weights."""
     hard_cases: HardCaseConfig | None = field(default_factory=HardCaseConfig)
     """Hard-case pairs for rounds k > 1 (gMAD pairs and the synthetic pairs the student orders
     wrongly); None: none."""

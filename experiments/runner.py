@@ -28,7 +28,7 @@ import pandas as pd
 from jsonargparse import Namespace
 
 from datamodules._io import atomic_write
-from datamodules.video_table import load_labelled_videos, load_videos
+from datamodules.video_table import load_labelled_videos, load_videos, pair_table_videos
 from experiments.config import Experiment, TeacherEntry, config_hash, dump_config
 from experiments.evaluation import evaluate, results_table
 from experiments.stages import StageLog, digest, file_digest, single_process
@@ -185,8 +185,8 @@ def _union(pool: pd.DataFrame, sets: dict[str, pd.DataFrame], pairs: Path | None
     """Every distinct video (`video_id`, `path`) of the pool, the sets and a pair table's sides;
     one id naming two different files is an error."""
     parts = [pool[["video_id", "path"]], *(s[["video_id", "path"]] for s in sets.values())]
-    if pairs is not None:
-        parts.append(load_videos(pairs))
+    if pairs is not None:  # the paths as the pair table gives them (as training reads them)
+        parts.append(pair_table_videos(pd.read_parquet(pairs)))
     videos = pd.concat(parts, ignore_index=True).drop_duplicates()
     clash = videos.video_id[videos.video_id.duplicated()]
     if len(clash):
@@ -247,7 +247,7 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
     def make(out: Path) -> None:  # resumes: only videos without a score are scored
         with single_process():
             summary = label_videos(
-                entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.training.workers
+                entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
             )
         if summary.failed:
             print(f"  {entry.name}: {summary.failed} videos failed (error column of {out})")
@@ -435,7 +435,11 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
     def make(out: Path) -> None:
         teacher = StudentTeacher(student, anchors=ctx.anchors)
         with single_process():
-            label_videos(teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.training.workers)
+            summary = label_videos(
+                teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
+            )
+        if summary.failed:
+            print(f"  the student failed on {summary.failed} videos (error column of {out})")
 
     out = round_dir / "student_scores.parquet"
     ctx.log.run(f"{round_dir.name}: score with the student", out, key, make)

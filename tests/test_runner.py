@@ -88,6 +88,10 @@ def test_results_json_has_every_model_on_every_set(finished) -> None:
         assert (out / f"{name}.parquet").is_file(), name
     hard = pd.read_parquet(out / "round2" / "hard_pairs.parquet")
     assert (hard["round"] == 2).all()
+    scores = pd.read_parquet(out / "round1" / "student_scores.parquet")
+    synthetic = pd.read_parquet(out / "round1" / "synthetic_pairs.parquet")
+    assert (scores.status == "ok").all()  # pool, sets and every rendition
+    assert set(synthetic.first_id) <= set(scores.video_id)
     predictions = pd.read_csv(out / "round2" / "predictions_ladder.csv")
     assert list(predictions.columns) == ["video_id", "path", "mos", "prediction"]
 
@@ -192,3 +196,8 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
     assert {"student:round1", "student:round2"} <= set(rows.model)
     assert rows.srcc.notna().all()
+
+
+def test_ui_without_runs_says_what_to_run_first(tmp_path) -> None:
+    with pytest.raises(SystemExit, match="no runs yet.*w2svqa run"):
+        main(["ui", "--tracking_uri", f"sqlite:///{tmp_path / 'none.db'}"])
