@@ -277,7 +277,8 @@ def pairs_hard(
 
 
 def train(
-    pairs: str = "data/pairs/ensemble.parquet,data/pairs/synthetic.parquet",
+    pairs: str = "runs/quickstart/round1/ensemble_pairs.parquet,"
+    "runs/quickstart/round1/synthetic_pairs.parquet",
     out: Path = Path("data/students/student.safetensors"),
     val: str | None = "test_in_domain=data/sample/test_in_domain.parquet",
     student: Student = _COMPACT,

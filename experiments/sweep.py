@@ -112,10 +112,9 @@ def run_sweep(
         namespace, _ = parse_experiment([str(config_file), *(overrides or [])])
         configs.append((trial, folder, config_file, config_hash(namespace)))
     tracker = Tracker(name, tracking_uri)
-    parent = tracker.start_run(f"sweep:{name}", params={"grid": sweep["grid"]},
-                               tags={"sweep": name, "trials": str(len(trials))})  # fmt: skip
-    print(f"sweep {name}: {len(trials)} trials in {out} (MLflow parent run {parent})")
-    try:
+    tags = {"sweep": name, "trials": str(len(trials))}
+    with tracker.run(f"sweep:{name}", params={"grid": sweep["grid"]}, tags=tags) as parent:
+        print(f"sweep {name}: {len(trials)} trials in {out} (MLflow parent run {parent})")
         pending = [c for c in configs if not _finished(c[1], c[3])]
         for trial, *_ in configs:
             if all(trial is not p[0] for p in pending):
@@ -126,14 +125,10 @@ def run_sweep(
             for trial, folder, config_file, _ in pending:
                 print(f"\n=== trial {folder.name}: {trial.name} ===")
                 _run_trial(trial, folder, config_file, parent, tracking_uri, overrides or [])
-    except BaseException as err:
-        tracker.end_run(parent, "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED")
-        raise
-    summary = sweep_summary([(t, f) for t, f, _, _ in configs])
-    csv = out / "summary.csv"
-    atomic_write(csv, lambda p: summary.to_csv(p, index=False))
-    tracker.log_artifact(parent, csv)
-    tracker.end_run(parent, "FINISHED")
+        summary = sweep_summary([(t, f) for t, f, _, _ in configs])
+        csv = out / "summary.csv"
+        atomic_write(csv, lambda p: summary.to_csv(p, index=False))
+        tracker.log_artifact(parent, csv)
     print(f"\nsweep {name}: final student SRCC per trial (best teacher for comparison)")
     print(summary.to_string(index=False, float_format="%.3f"))
     return summary

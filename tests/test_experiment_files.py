@@ -138,7 +138,7 @@ def test_teacher_mix_sweep_is_a_parent_run_with_a_child_per_mix(tiny: TinyData, 
     file = folder / "teacher_mix.yaml"
     file.write_text(yaml.safe_dump({"base": "base.yaml", "name": "mix", "grid": grid}))
     uri = f"sqlite:///{tiny.folder / 'mlflow.db'}"
-    summary = run_sweep(file, folder / "runs", uri)
+    summary = run_sweep(file, folder / "runs", uri, parallel=2)  # trials as `w2svqa run` processes
     assert set(summary.settings) == {f"rounds=1,teachers={k}" for k in grid["teachers"]}
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("mix")

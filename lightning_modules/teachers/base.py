@@ -96,6 +96,14 @@ class TrainableTeacher(Teacher):
         """Score with the model file `path` from now on (read and checked here; sets `model`)."""
 
 
+def score_one(teacher: Teacher, item: VideoItem) -> float:
+    """`score_native` for teachers that score in batches: a batch of one, its failure raised."""
+    result = teacher.score_native_batch([item])[0]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
 _REGISTRY: dict[str, Callable[..., Teacher]] = {}
 
 

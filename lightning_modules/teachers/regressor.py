@@ -49,7 +49,12 @@ from datamodules.frame_sampling import ConsecutiveFrames, UniformFrames
 from datamodules.video_datamodule import VideoScoringDataset
 from datamodules.video_reader import VideoInfo
 from lightning_modules.students.compact import PACKAGED_WEIGHTS
-from lightning_modules.teachers.base import TrainableTeacher, VideoItem, register_teacher
+from lightning_modules.teachers.base import (
+    TrainableTeacher,
+    VideoItem,
+    register_teacher,
+    score_one,
+)
 from lightning_modules.teachers.classical import (
     _at_most,
     _frames_of,
@@ -393,10 +398,7 @@ class RegressorTeacher(TrainableTeacher):
         return np.load(file, allow_pickle=False) if file is not None and file.is_file() else None
 
     def score_native(self, item: VideoItem) -> float:
-        result = self.score_native_batch([item])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return score_one(self, item)
 
     def score_native_batch(self, items: list[VideoItem]) -> list[float | Exception]:
         """Features for the batch (deep: one backbone pass), then one prediction for all."""

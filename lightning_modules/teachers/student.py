@@ -13,7 +13,7 @@ from torch.utils.data import default_collate
 
 from datamodules.frame_sampling import Sampler
 from lightning_modules.checkpoints import load_student
-from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher
+from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher, score_one
 
 
 @register_teacher("student")
@@ -63,10 +63,7 @@ class StudentTeacher(Teacher):
         return self.student.cached_input(path)
 
     def score_native(self, item: VideoItem) -> float:
-        result = self.score_native_batch([item])[0]
-        if isinstance(result, Exception):
-            raise result
-        return result
+        return score_one(self, item)
 
     def score_native_batch(self, items: list[VideoItem]) -> list[float | Exception]:
         """One forward pass for the batch; a video whose preparation fails is reported alone."""
