@@ -277,7 +277,9 @@ def fit_to_reference(
         try:
             with warnings.catch_warnings(), np.errstate(all="ignore"):
                 warnings.simplefilter("ignore", OptimizeWarning)  # covariance, unused here
-                params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000)
+                # trf, not the default lm: lm's finite-difference step stalls on a parameter
+                # that starts at exactly 0 (β3 = mean(x) of centred scores)
+                params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000, method="trf")
             fitted = logistic4(x, *params)
             if not (np.isfinite(params).all() and np.isfinite(fitted).all()):
                 reason = "non-finite parameters"

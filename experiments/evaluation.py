@@ -1,8 +1,10 @@
 """The field's evaluation protocol for one model on one labelled set, and the results table.
 
 SRCC, KRCC and PLCC are computed on raw predictions (as DOVER, FAST-VQA, Q-Align and the W2S paper
-report them); RMSE needs predictions on the label's scale, so it is taken after the usual
-4-parameter logistic fit of predictions onto labels (reference/datasets.md, "Protocol").
+report them). Many papers fit a 4-parameter logistic of predictions onto labels first; both are
+reported, labelled: `plcc` (raw) and `plcc_fitted`, `rmse` (after the fit: predictions on the
+label's scale, the only RMSE that compares models) and `rmse_raw` (reference/datasets.md,
+"Protocol"). "Overall" across sets is the mean weighted by the number of videos, as the paper's.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from torchmetrics.functional import kendall_rank_corrcoef, pearson_corrcoef, spe
 
 from datamodules.ensemble import fit_to_reference
 
-METRICS = ("srcc", "plcc", "krcc", "rmse")
+METRICS = ("srcc", "plcc", "krcc", "rmse", "plcc_fitted", "rmse_raw")
 
 
 def quality_metrics(pred: Sequence[float], mos: Sequence[float]) -> dict[str, float]:
-    """SRCC, PLCC, KRCC (raw) and RMSE (after a logistic fit) of predictions against labels;
-    pairs where either is NaN are left out; `n` counts the rest. Fewer than 3: NaN metrics."""
+    """SRCC, PLCC, KRCC and RMSE of predictions against labels (PLCC and RMSE both raw and after
+    a logistic fit); pairs where either is NaN are left out; `n` counts the rest. Fewer than 3,
+    or constant predictions or labels: NaN metrics."""
     p, y = np.asarray(pred, dtype=np.float64), np.asarray(mos, dtype=np.float64)
     keep = np.isfinite(p) & np.isfinite(y)
     p, y = p[keep], y[keep]
@@ -39,7 +42,27 @@ def quality_metrics(pred: Sequence[float], mos: Sequence[float]) -> dict[str, fl
         mapping = fit_to_reference(p, y, name="prediction")
     fitted = mapping(p) if mapping is not None else np.full_like(y, y.mean())
     out["rmse"] = float(np.sqrt(np.mean((fitted - y) ** 2)))
+    out["rmse_raw"] = float(np.sqrt(np.mean((p - y) ** 2)))
+    fitted_spread = np.ptp(fitted) > 0
+    out["plcc_fitted"] = (
+        float(pearson_corrcoef(torch.from_numpy(fitted), ty)) if fitted_spread else float("nan")
+    )
     return {k: out[k] for k in (*METRICS, "n")}
+
+
+def overall(rows: Iterable[Mapping[str, Any]]) -> dict[str, float]:
+    """The paper's "overall": each metric's mean over sets weighted by their number of videos
+    (sets whose metric is NaN are left out of that metric)."""
+    frame = pd.DataFrame(list(rows))
+    out: dict[str, float] = {"n": int(frame.n.sum()) if len(frame) else 0}
+    for metric in METRICS:
+        if metric not in frame:
+            continue
+        ok = frame[metric].notna() & (frame.n > 0)
+        weights = frame.n[ok]
+        value = float(np.average(frame[metric][ok], weights=weights)) if ok.any() else float("nan")
+        out[metric] = value
+    return out
 
 
 def evaluate(

@@ -1,0 +1,707 @@
+"""Benchmark VQA datasets, read from their official label files exactly as distributed.
+
+`load_dataset(name, root)` finds the dataset's label file under `root`, reads it, finds each listed
+video on disk and returns a table `video_id, path, mos, mos01`:
+
+- `mos` is the score as published; `mos01 = (mos - low) / (high - low)` with the dataset's native
+  scale `DatasetSpec.mos_range`, not clipped: a score outside the nominal scale (CVD2014 has a few
+  negative ones) stays outside [0, 1] rather than being hidden.
+- `video_id` is the name the label file gives (LSVQ `yfcc-batch1/747`, KoNViD-1k `flickr_id`,
+  YouTube-UGC `vid`, a relative path for path lists): stable wherever the videos are kept.
+- A listed name without a video extension matches any video extension (.mp4 first). Datasets whose
+  folder layout varies between copies (`DatasetSpec.by_name`) also find a video by file name
+  anywhere under the root when it is not where the label file implies.
+- Videos listed but not on disk are left out and named in `missing` (one warning). Rows that cannot
+  be used (no MOS or one that is not a number, a name listed twice, a path that leaves the dataset
+  folder, a name found in several places) are left out and described in `problems` (one warning).
+  A label file that cannot be read, or a set with no video on disk, is a DatasetError.
+
+Paths are checked lexically (`..`, absolute paths): a symlinked folder inside the root is followed.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import io
+import math
+import numbers
+import os
+import re
+import warnings
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from datamodules.video_table import VIDEO_EXTENSIONS
+
+# A name without extension is completed in this order: the common containers first.
+_EXT_ORDER = (".mp4", ".mkv", ".webm", ".mov", ".avi")
+_EXT_ORDER += tuple(sorted(VIDEO_EXTENSIONS - set(_EXT_ORDER)))
+_EXT_RANK = {ext: i for i, ext in enumerate(_EXT_ORDER)}
+
+
+class DatasetError(ValueError):
+    """A dataset cannot be loaded; the message names the file or folder and says why."""
+
+
+class _Row(NamedTuple):
+    where: str  # where the label file has it: "line 5", "row 5" (xlsx), "entry 5" (.mat)
+    video_id: str
+    names: tuple[str, ...]  # relative paths to try, in order
+    mos: object  # as read; made a number (or a problem) in one place, `_usable`
+
+
+_Read = Callable[..., tuple[list[_Row], list[str]]]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One benchmark dataset: its native MOS scale, its official label files, its folder layout."""
+
+    name: str
+    mos_range: tuple[float, float] | None
+    """Native MOS scale (low, high); None where the format has none (give `mos_range=`)."""
+    description: str
+    label_files: tuple[str, ...]
+    """Label files looked for under the root, in this order, when `labels` is not given."""
+    read: _Read = field(repr=False, compare=False)
+    video_dirs: tuple[str, ...] = ("",)
+    """Folders under the root where the videos usually are, tried in this order."""
+    by_name: bool = False
+    """Find a video by file name anywhere under the root when it is not where expected."""
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A dataset's usable videos, plus what was listed but left out and why."""
+
+    name: str
+    table: pd.DataFrame  # video_id, path, mos, mos01; in label-file order
+    missing: list[str]  # video ids listed but not on disk
+    problems: list[str]  # rows left out: "<label file>: <where> (<id>): <reason>; left out"
+    labels: Path  # the label file that was read
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading label files
+
+
+def _text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err})") from err
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")  # older label files (CVD2014) come from Windows tools
+
+
+def _lines(path: Path) -> list[tuple[str, str]]:
+    return [(f"line {i}", ln) for i, ln in enumerate(_text(path).splitlines(), 1) if ln.strip()]
+
+
+def _csv(path: Path) -> tuple[list[str], list[tuple[str, dict[str, str]]], str]:
+    """Header, rows as (where, {column: text}) and the delimiter: the commonest of , ; tab in the
+    first line. Rows whose cells are all empty (CVD2014's `;;;;;;;`) are skipped."""
+    text = _text(path)
+    first = next((ln for ln in text.splitlines() if ln.strip()), "")
+    delimiter = max(",;\t", key=first.count)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
+    header: list[str] | None = None
+    rows = []
+    try:
+        for cells in reader:
+            cells = [c.strip() for c in cells]
+            if not any(cells):
+                continue
+            if header is None:
+                header = cells
+                continue
+            cells += [""] * (len(header) - len(cells))
+            rows.append((f"line {reader.line_num}", dict(zip(header, cells, strict=False))))
+    except csv.Error as err:
+        raise DatasetError(f"{path}: cannot read as CSV ({err})") from err
+    if header is None:
+        raise DatasetError(f"{path}: empty label file")
+    return header, rows, delimiter
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", name).lower()  # "MOS full" == "MOSFull", "Realignment MOS" ...
+
+
+def _column(path: Path, header: Sequence[str], *wanted: str, required: bool = True) -> str | None:
+    """The header's name for the first of `wanted` it has, compared without case, spaces, _ or -."""
+    keys = {_key(h): h for h in reversed(header)}
+    for name in wanted:
+        if _key(name) in keys:
+            return keys[_key(name)]
+    if required:
+        raise DatasetError(
+            f"{path}: no {' or '.join(map(repr, wanted))} column (columns: {', '.join(header)})"
+        )
+    return None
+
+
+def _xlsx(path: Path, sheet: str) -> tuple[list[str], list[tuple[str, dict[str, object]]]]:
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, InvalidFileException) as err:
+        raise DatasetError(f"{path}: cannot read as an .xlsx workbook ({err})") from err
+    try:
+        if sheet not in book.sheetnames:
+            raise DatasetError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
+        values = book[sheet].iter_rows(values_only=True)
+        header = [str(v).strip() if v is not None else "" for v in next(values, ())]
+        rows = [
+            (f"row {i}", dict(zip(header, cells, strict=False)))
+            for i, cells in enumerate(values, 2)
+            if any(c is not None and str(c).strip() for c in cells)
+        ]
+    finally:
+        book.close()
+    return header, rows
+
+
+def _mat(path: Path) -> dict[str, object]:
+    """A .mat file's variables, names lower-cased: MATLAB v5 through scipy, v7.3 through h5py."""
+    import scipy.io
+    from scipy.io.matlab import MatReadError
+
+    try:
+        data = scipy.io.loadmat(path)
+    except NotImplementedError:  # v7.3 is HDF5, which scipy leaves to h5py
+        return _mat73(path)
+    except (MatReadError, ValueError, TypeError, OSError) as err:
+        raise DatasetError(f"{path}: cannot read as a MATLAB .mat file ({err})") from err
+    return {k.lower(): v for k, v in data.items() if not k.startswith("__")}
+
+
+def _mat73(path: Path) -> dict[str, object]:
+    try:
+        import h5py
+    except ImportError:
+        raise DatasetError(
+            f"{path}: a MATLAB v7.3 (HDF5) file; reading it needs h5py (pip install h5py)"
+        ) from None
+
+    def value(node: h5py.Dataset) -> object:
+        data = node[()]
+        if h5py.check_dtype(ref=node.dtype) is not None:  # a cell array: references
+            return np.array([value(node.file[ref]) for ref in np.ravel(data)], dtype=object)
+        if node.attrs.get("MATLAB_empty"):
+            return ""
+        if str(node.attrs.get("MATLAB_class", b""), "ascii", "replace") == "char":
+            return "".join(map(chr, np.ravel(data)))  # UTF-16 code units, one string per vector
+        return np.ravel(data)
+
+    try:
+        with h5py.File(path, "r") as f:
+            return {k.lower(): value(f[k]) for k in f if isinstance(f[k], h5py.Dataset)}
+    except (OSError, KeyError, ValueError) as err:
+        raise DatasetError(f"{path}: cannot read as a MATLAB v7.3 file ({err})") from err
+
+
+def _mat_strings(value: object) -> list[str]:
+    """A cell array of strings (or a char matrix) as a list of str."""
+
+    def one(x: object) -> str:
+        while isinstance(x, np.ndarray):
+            if x.size == 0:
+                return ""
+            if x.dtype.kind == "U":
+                return "".join(x.ravel()).strip()
+            x = x.ravel()[0]
+        return str(x).strip()
+
+    arr = np.asarray(value)
+    if arr.dtype == object:  # a cell array
+        return [one(x) for x in arr.ravel()]
+    return [str(s).strip() for s in arr.ravel()]  # a char matrix, one name per row
+
+
+def _read_mat_list(path: Path, names: str, scores: str) -> tuple[list[_Row], list[str]]:
+    data = _mat(path)
+    for var in (names, scores):
+        if var.lower() not in data:
+            raise DatasetError(f"{path}: no {var!r} variable (variables: {', '.join(data)})")
+    listed = _mat_strings(data[names.lower()])
+    mos = np.asarray(data[scores.lower()]).ravel()
+    if len(listed) != len(mos):
+        raise DatasetError(f"{path}: {len(listed)} names in {names!r} but {len(mos)} in {scores!r}")
+    pairs = enumerate(zip(listed, mos, strict=True), 1)
+    return [_Row(f"entry {i}", n, (n,), m) for i, (n, m) in pairs], []
+
+
+def _rel(name: str) -> str:
+    name = name.strip().replace("\\", "/")
+    return os.path.normpath(name).replace(os.sep, "/") if name else ""
+
+
+def _with_ext(name: str, ext: str) -> str:
+    return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name + ext
+
+
+# ---------------------------------------------------------------------------------------------
+# One reader per format. Each returns (rows, problems found while parsing).
+
+
+def _read_lsvq(path: Path) -> tuple[list[_Row], list[str]]:
+    """LSVQ_whole_{train,test,test_1080p}.csv: `name` (no extension, e.g. `yfcc-batch1/747`) and
+    `mos` among the patch columns; the video is `<root>/<name>.mp4`."""
+    header, rows, _ = _csv(path)
+    name, mos = _column(path, header, "name"), _column(path, header, "mos")
+    return [_Row(w, _rel(r[name]), (_rel(r[name]),), r[mos]) for w, r in rows], []
+
+
+def _read_konvid(path: Path) -> tuple[list[_Row], list[str]]:
+    """KoNViD_1k_mos.csv (`flickr_id, mos`; video `<flickr_id>.mp4`) or KoNViD_1k_attributes.csv
+    (`flickr_id, ..., file_name, MOS, ...`; older copies name the video `file_name`). The id is the
+    flickr_id either way."""
+    header, rows, _ = _csv(path)
+    flickr, mos = _column(path, header, "flickr_id"), _column(path, header, "mos")
+    file = _column(path, header, "file_name", required=False)
+    out = []
+    for where, r in rows:
+        names = (r[file], r[flickr]) if file and r[file] else (r[flickr],)
+        out.append(_Row(where, r[flickr], names, r[mos]))
+    return out, []
+
+
+def _read_youtube_ugc(path: Path, sheet: str = "MOS") -> tuple[list[_Row], list[str]]:
+    """The official .xlsx (sheet `sheet`, columns `vid, category, MOS full, ...`) or its CSV mirror
+    (`vid, category, resolution, MOSFull, ...`). The video is `<vid>.<ext>` (the originals, e.g.
+    `.mkv`) or the H.264 transcode `<vid>_crf_10_ss_00_t_20.0.mp4`, in any folder under the root;
+    where a copy holds both, choose with `videos=` (e.g. "original_videos_h264")."""
+    if path.suffix.lower() in (".xlsx", ".xlsm"):
+        header, rows = _xlsx(path, sheet)
+    else:
+        header, rows, _ = _csv(path)
+    vid, mos = _column(path, header, "vid"), _column(path, header, "MOS full")
+    out = []
+    for where, r in rows:
+        v = str(r[vid]).strip() if r[vid] is not None else ""
+        out.append(_Row(where, v, (v, f"{v}_crf_10_ss_00_t_20.0"), r[mos]))
+    return out, []
+
+
+def _read_live_vqc(path: Path) -> tuple[list[_Row], list[str]]:
+    """data.mat: `video_list` (cell array, `A001.mp4` ...) and `mos`; videos in `<root>/Video/`."""
+    return _read_mat_list(path, "video_list", "mos")
+
+
+def _read_live_yt_gaming(path: Path) -> tuple[list[_Row], list[str]]:
+    """LIVEYTGaming.mat: `video_list` (names, without extension in the copies public code reads)
+    and `MOS`; videos `<name>.mp4`."""
+    return _read_mat_list(path, "video_list", "MOS")
+
+
+def _read_kvq(path: Path) -> tuple[list[_Row], list[str]]:
+    """train_data.csv / truth.csv: a header (`filename, score`), then the relative path (e.g.
+    `train/0001.mp4`) and the score; without those header names, the first two columns."""
+    header, rows, _ = _csv(path)
+    if len(header) < 2:
+        raise DatasetError(f"{path}: expected two columns, filename and score (got {header})")
+    name = _column(path, header, "filename", required=False) or header[0]
+    mos = _column(path, header, "score", required=False) or header[1]
+    return [_Row(w, _rel(r[name]), (_rel(r[name]),), r[mos]) for w, r in rows], []
+
+
+WATERLOO_PATTERN = "{encoder}_{video}_{resolution}_{level}"
+
+
+def _read_waterloo(path: Path, pattern: str = WATERLOO_PATTERN) -> tuple[list[_Row], list[str]]:
+    """scores.txt, no header: `encoder, video, resolution, distortion level, mos` per line (comma or
+    blank separated). The file name is `pattern` filled with those fields (any video extension);
+    the default naming is NOT verified against a real copy: set `pattern` to match yours."""
+    rows, problems = [], []
+    for where, line in _lines(path):
+        parts = [p.strip() for p in (line.split(",") if "," in line else line.split())]
+        if len(parts) != 5:
+            problems.append(
+                f"{path}: {where}: expected 5 fields (encoder, video, resolution, distortion "
+                f"level, mos), got {len(parts)}; left out"
+            )
+            continue
+        encoder, video, resolution, level, mos = parts
+        try:
+            name = _rel(pattern.format(encoder=encoder, video=video, resolution=resolution,
+                                       level=level))  # fmt: skip
+        except (KeyError, IndexError, ValueError) as err:
+            raise DatasetError(
+                f"pattern {pattern!r}: {err!r}; its fields are encoder, video, resolution, level"
+            ) from err
+        rows.append(_Row(where, name, (name,), mos))
+    return rows, problems
+
+
+def _read_cvd2014(path: Path) -> tuple[list[_Row], list[str]]:
+    """CVD2014_ratings/Realignment_MOS.csv as public code reads it: `;`-separated, decimal commas,
+    blank `;;;;;;;` rows, columns `File_name` (e.g. `Test01_City_D01`), `Realignment MOS` and
+    `Content`; the video is `Test<n>/<Content>/<File_name>.avi`, found by name wherever it is. A
+    plain CSV of `File_name, MOS` also reads."""
+    header, rows, delimiter = _csv(path)
+    name = _column(path, header, "File_name")
+    mos = _column(path, header, "Realignment MOS", "MOS")
+    content = _column(path, header, "Content", required=False)
+    out = []
+    for where, r in rows:
+        file = _with_ext(r[name], ".avi")
+        test = re.match(r"Test0*(\d+)_", file)
+        names = []
+        if test and content and r[content]:  # folders: "Talking head" may be "Talking_head"
+            for folder in dict.fromkeys((r[content], re.sub(r"[:\s]", "_", r[content]))):
+                names.append(f"Test{test[1]}/{folder}/{file}")
+        score = r[mos].replace(",", ".") if delimiter == ";" else r[mos]
+        out.append(_Row(where, r[name], (*names, file), score))
+    return out, []
+
+
+def _read_labels_txt(path: Path) -> tuple[list[_Row], list[str]]:
+    """DOVER / FAST-VQA labels.txt: `relative/path.mp4, a, t, score` per line."""
+    rows, problems = [], []
+    for where, line in _lines(path):
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 4:
+            problems.append(f"{path}: {where}: expected 'path, a, t, score': {line!r}; left out")
+            continue
+        rows.append(_Row(where, _rel(parts[0]), (_rel(parts[0]),), parts[3]))
+    return rows, problems
+
+
+_PATH_COLUMNS = ("path", "name", "filename", "file_name", "video", "video_name")
+_MOS_COLUMNS = ("mos", "score")
+
+
+def _read_generic(
+    path: Path, path_column: str | None = None, mos_column: str | None = None
+) -> tuple[list[_Row], list[str]]:
+    """A .csv or .parquet with a path column (default: the first of path, name, filename,
+    file_name, video, video_name) and a score column (default: mos, then score)."""
+    if path.suffix.lower() == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except (OSError, ValueError) as err:
+            raise DatasetError(f"{path}: cannot read as parquet ({err})") from err
+        header = [str(c) for c in frame.columns]
+        records = frame.set_axis(header, axis=1).to_dict("records")
+        rows = [(f"row {i}", r) for i, r in enumerate(records, 1)]
+    else:
+        header, rows, _ = _csv(path)
+    name = _column(path, header, *([path_column] if path_column else _PATH_COLUMNS))
+    mos = _column(path, header, *([mos_column] if mos_column else _MOS_COLUMNS))
+    return [_Row(w, _rel(str(r[name])), (_rel(str(r[name])),), r[mos]) for w, r in rows], []
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        *(
+            DatasetSpec(
+                f"lsvq_{split}", (0, 100), f"LSVQ {what}: `name, ..., mos, ...` CSV, 0-100",
+                (f"LSVQ_whole_{split}.csv",), _read_lsvq,
+            )
+            for split, what in (
+                ("train", "official train list (28,056 videos)"),
+                ("test", "test list (about 7,200 videos)"),
+                ("test_1080p", "1080p test list (about 3,570 videos)"),
+            )
+        ),
+        DatasetSpec(
+            "konvid_1k", (1, 5), "KoNViD-1k: 1,200 Flickr videos, 960x540, 8 s; MOS 1-5",
+            ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv",
+             "KoNViD_1k_metadata/KoNViD_1k_mos.csv", "KoNViD_1k_metadata/KoNViD_1k_attributes.csv"),
+            _read_konvid, video_dirs=("", "KoNViD_1k_videos"), by_name=True,
+        ),
+        DatasetSpec(
+            "youtube_ugc", (1, 5), "YouTube-UGC: 1,380 videos (originals or H.264); MOS full 1-5",
+            ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
+             "original_videos_MOS_for_YouTube_UGC_dataset.csv"),
+            _read_youtube_ugc, by_name=True,
+        ),
+        DatasetSpec(
+            "live_vqc", (0, 100), "LIVE-VQC: 585 mobile captures; data.mat, MOS 0-100",
+            ("data.mat",), _read_live_vqc, video_dirs=("Video", ""), by_name=True,
+        ),
+        DatasetSpec(
+            "live_yt_gaming", (0, 100), "LIVE-YT-Gaming: 600 gaming videos; .mat, MOS 0-100",
+            ("LIVEYTGaming.mat",), _read_live_yt_gaming, by_name=True,
+        ),
+        DatasetSpec(
+            "kvq", (1, 5), "KVQ (NTIRE 2024 short-form): `filename, score` CSV; 1-5 (unverified)",
+            ("train_data.csv", "truth.csv"), _read_kvq,
+        ),
+        DatasetSpec(
+            "waterloo_ivc_4k", (0, 100),
+            "Waterloo-IVC-4K: 1,200 encodes; headerless scores.txt, 0-100; file naming unverified "
+            "(option `pattern`)",
+            ("scores.txt",), _read_waterloo, by_name=True,
+        ),
+        DatasetSpec(
+            "cvd2014", (0, 100), "CVD2014: 234 .avi in Test<n>/<content>/; realigned MOS ~0-100",
+            ("CVD2014_ratings/Realignment_MOS.csv", "Realignment_MOS.csv",
+             "CVD2014_Realignment_MOS.csv"),
+            _read_cvd2014, by_name=True,
+        ),
+        DatasetSpec(
+            "labels_txt", None, "DOVER/FAST-VQA labels.txt: `path, a, t, score`; scale from you",
+            ("labels.txt",), _read_labels_txt,
+        ),
+        DatasetSpec(
+            "generic", None, "Any .csv/.parquet with a path and a score column; scale from you",
+            (), _read_generic,
+        ),
+    )
+}  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------
+# Finding the videos
+
+
+class _Finder:
+    """Locates label names under `anchor`: direct paths through cached folder listings, then (if
+    `by_name`) by file name through one walk of the whole tree, made only when first needed."""
+
+    def __init__(self, anchor: Path, dirs: Sequence[str], by_name: bool):
+        self.anchor = os.path.abspath(anchor)
+        self.dirs = [os.path.normpath(os.path.join(self.anchor, d)) for d in dirs]
+        self.by_name = by_name
+        self._folders: dict[str, dict[str, list[str]]] = {}
+        self._tree: dict[str, list[str]] | None = None
+
+    def locate(self, names: Sequence[str]) -> tuple[str | None, str | None]:
+        """(path, None) if found, (None, None) if not on disk, (None, why) if it is unusable."""
+        for name in names:
+            for base in self.dirs:
+                full = os.path.normpath(os.path.join(base, name))
+                if os.path.commonpath((full, self.anchor)) != self.anchor:
+                    return None, f"path {name!r} leaves the dataset folder {self.anchor}"
+                folder, base_name = os.path.split(full)
+                hits = _matches(self._listing(folder), base_name)
+                if hits:
+                    return os.path.join(folder, hits[0]), None
+        if self.by_name:
+            for name in names:
+                hits = _matches(self._index(), os.path.basename(name))
+                if len(hits) == 1:
+                    return hits[0], None
+                if hits:
+                    return None, (
+                        f"found in several places ({', '.join(hits[:3])}); "
+                        "choose the folder with videos=..."
+                    )
+        return None, None
+
+    def expected(self, name: str) -> str:
+        full = os.path.join(self.dirs[0], name)
+        return full if Path(name).suffix.lower() in VIDEO_EXTENSIONS else full + ".mp4"
+
+    def _listing(self, folder: str) -> dict[str, list[str]]:
+        if folder not in self._folders:
+            try:
+                files = sorted(os.listdir(folder))
+            except OSError:
+                files = []
+            self._folders[folder] = _by_stem(files)
+        return self._folders[folder]
+
+    def _index(self) -> dict[str, list[str]]:
+        if self._tree is None:
+            paths, seen = [], set()
+            for folder, dirs, files in os.walk(self.anchor, followlinks=True):
+                real = os.path.realpath(folder)
+                if real in seen:  # a symlink loop
+                    dirs.clear()
+                    continue
+                seen.add(real)
+                dirs.sort()
+                paths += [os.path.join(folder, f) for f in sorted(files)]
+            self._tree = _by_stem(paths)
+        return self._tree
+
+
+def _by_stem(paths: Sequence[str]) -> dict[str, list[str]]:
+    """Video files (by path or name) keyed by name without extension, best extension first."""
+    out: dict[str, list[str]] = {}
+    for p in paths:
+        stem, ext = os.path.splitext(os.path.basename(p))
+        if ext.lower() in _EXT_RANK:
+            out.setdefault(stem, []).append(p)
+    for group in out.values():
+        group.sort(key=lambda p: _EXT_RANK[os.path.splitext(p)[1].lower()])
+    return out
+
+
+def _matches(stems: dict[str, list[str]], name: str) -> list[str]:
+    """Files for `name`: itself if it has a video extension, else `name.<ext>` of the best
+    extension present (several only when that extension is in several folders)."""
+    stem, ext = os.path.splitext(name)
+    if ext.lower() in _EXT_RANK:
+        return [p for p in stems.get(stem, []) if os.path.basename(p) == name]
+    group = stems.get(name, [])
+    rank = [_EXT_RANK[os.path.splitext(p)[1].lower()] for p in group]
+    return [p for p, r in zip(group, rank, strict=True) if r == rank[0]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The entry point
+
+
+def load_dataset(
+    name: str,
+    root: str | os.PathLike,
+    labels: str | os.PathLike | None = None,
+    *,
+    videos: str | os.PathLike | None = None,
+    mos_range: tuple[float, float] | None = None,
+    **options: object,
+) -> LoadedDataset:
+    """Read dataset `name` (a key of DATASETS) whose copy is at `root`.
+
+    labels: the label file (relative paths: under `root` first, then as given); default: the first
+        of the dataset's `label_files` that exists under `root`.
+    videos: the folder holding the videos (relative to `root`), instead of the dataset's usual ones.
+    mos_range: the native MOS scale used for `mos01`, instead of the dataset's.
+    options: the reader's own (youtube_ugc `sheet`; waterloo_ivc_4k `pattern`; generic
+        `path_column`, `mos_column`)."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    accepted = set(inspect.signature(spec.read).parameters) - {"path"}
+    if unknown := sorted(set(options) - accepted):
+        own = ", ".join(sorted(accepted)) or "none"
+        raise DatasetError(
+            f"{name}: unknown option {', '.join(unknown)} (its own: {own}; for all datasets: "
+            "labels, videos, mos_range)"
+        )
+    low, high = _scale(spec, mos_range)
+    path = _label_file(spec, root, labels)
+    rows, problems = spec.read(path, **options)
+    if not rows and not problems:
+        raise DatasetError(f"{path}: lists no videos")
+    usable = _usable(path, rows, problems)
+    if not usable:
+        raise DatasetError(f"{path}: no usable row; e.g. {problems[0]}")
+
+    anchor = root / videos if videos is not None else root
+    finder = _Finder(anchor, ("",) if videos is not None else spec.video_dirs, spec.by_name)
+    found, missing = [], []
+    for row, mos in usable:
+        hit, why = finder.locate(row.names)
+        if why:
+            problems.append(f"{path}: {row.where} ({row.video_id}): {why}; left out")
+        elif hit is None:
+            missing.append(row.video_id)
+        else:
+            found.append((row.video_id, str(anchor / os.path.relpath(hit, finder.anchor)), mos))
+    if not found:
+        raise DatasetError(
+            f"{anchor}: none of the {len(usable)} videos listed in {path} is there; expected "
+            f"e.g. {finder.expected(usable[0][0].names[0])}"
+        )
+    if missing:
+        warnings.warn(
+            f"{name}: {len(missing)} of {len(usable)} videos listed in {path} are not under "
+            f"{anchor}, e.g. {', '.join(missing[:3])}; left out (see .missing)",
+            stacklevel=2,
+        )
+    if problems:
+        warnings.warn(
+            f"{name}: {len(problems)} row(s) left out, e.g. {problems[0]} (see .problems)",
+            stacklevel=2,
+        )
+    ids, paths, mos = zip(*found, strict=True)
+    table = pd.DataFrame({"video_id": list(ids), "path": list(paths), "mos": np.array(mos)})
+    table["mos01"] = (table["mos"] - low) / (high - low)
+    return LoadedDataset(name, table, missing, problems, path)
+
+
+def _scale(spec: DatasetSpec, given: tuple[float, float] | None) -> tuple[float, float]:
+    scale = given if given is not None else spec.mos_range
+    if scale is None:
+        raise DatasetError(
+            f"{spec.name}: its format has no native MOS scale; give mos_range=(low, high)"
+        )
+    low, high = map(float, scale)
+    if not high > low:
+        raise DatasetError(f"{spec.name}: mos_range {scale} is empty (high must exceed low)")
+    return low, high
+
+
+def _label_file(spec: DatasetSpec, root: Path, labels: str | os.PathLike | None) -> Path:
+    if labels is not None:
+        for path in dict.fromkeys((root / labels, Path(labels))):
+            if path.is_file():
+                return path
+        raise DatasetError(f"{labels}: no such label file (looked under {root} and as given)")
+    if not spec.label_files:
+        raise DatasetError(f"{spec.name}: no default label file; name yours with labels=...")
+    for rel in spec.label_files:
+        if (root / rel).is_file():
+            return root / rel
+    raise DatasetError(
+        f"{root}: no {spec.name} label file; looked for {', '.join(spec.label_files)} "
+        "(name yours with labels=...)"
+    )
+
+
+def _number(raw: object) -> tuple[float, str | None]:
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return math.nan, "no MOS"
+    if isinstance(raw, numbers.Real) and not isinstance(raw, bool):
+        value = float(raw)
+    else:
+        try:
+            value = float(str(raw).strip())
+        except ValueError:
+            return math.nan, f"MOS {raw!r} is not a number"
+    if not math.isfinite(value):
+        return math.nan, f"MOS is {value}"
+    return value, None
+
+
+def _usable(path: Path, rows: list[_Row], problems: list[str]) -> list[tuple[_Row, float]]:
+    """Rows with a name and a numeric MOS, each name once: a name listed again with the same MOS
+    keeps its first row; one listed with different MOS is left out altogether (which is right?)."""
+    scored = []
+    for row in rows:
+        mos, why = _number(row.mos) if row.video_id else (math.nan, "no video name")
+        if why:
+            problems.append(f"{path}: {row.where} ({row.video_id}): {why}; left out")
+        else:
+            scored.append((row, mos))
+    groups: dict[str, list[tuple[_Row, float]]] = {}
+    for row, mos in scored:
+        groups.setdefault(row.video_id, []).append((row, mos))
+    usable = []
+    for row, mos in scored:
+        group = groups[row.video_id]
+        first = group[0][0]
+        if len({m for _, m in group}) > 1:
+            listed = ", ".join(f"{m:g} ({r.where})" for r, m in group)
+            problems.append(
+                f"{path}: {row.where} ({row.video_id}): listed {len(group)} times with different "
+                f"MOS: {listed}; all left out"
+            )
+        elif row is first:
+            usable.append((row, mos))
+        else:
+            problems.append(
+                f"{path}: {row.where} ({row.video_id}): listed again (first at {first.where}); "
+                "left out"
+            )
+    return usable
