@@ -100,7 +100,7 @@ def _text(path: Path) -> str:
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return raw.decode("latin-1")  # older label files (CVD2014) come from Windows tools
+        return raw.decode("latin-1")  # label files saved by older Windows tools
 
 
 def _lines(path: Path) -> list[tuple[str, str]]:
@@ -201,7 +201,7 @@ def _mat73(path: Path) -> dict[str, object]:
             return np.array([value(node.file[ref]) for ref in np.ravel(data)], dtype=object)
         if node.attrs.get("MATLAB_empty"):
             return ""
-        if str(node.attrs.get("MATLAB_class", b""), "ascii", "replace") == "char":
+        if node.attrs.get("MATLAB_class") in (b"char", "char"):
             return "".join(map(chr, np.ravel(data)))  # UTF-16 code units, one string per vector
         return np.ravel(data)
 
@@ -248,6 +248,13 @@ def _rel(name: str) -> str:
     return os.path.normpath(name).replace(os.sep, "/") if name else ""
 
 
+def _cell(value: object) -> str:
+    """A name cell as text: "" for an empty cell (None, or NaN from a parquet or workbook)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return str(value).strip()
+
+
 def _with_ext(name: str, ext: str) -> str:
     return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name + ext
 
@@ -290,7 +297,7 @@ def _read_youtube_ugc(path: Path, sheet: str = "MOS") -> tuple[list[_Row], list[
     vid, mos = _column(path, header, "vid"), _column(path, header, "MOS full")
     out = []
     for where, r in rows:
-        v = str(r[vid]).strip() if r[vid] is not None else ""
+        v = _cell(r[vid])
         out.append(_Row(where, v, (v, f"{v}_crf_10_ss_00_t_20.0"), r[mos]))
     return out, []
 
@@ -400,7 +407,7 @@ def _read_generic(
         header, rows, _ = _csv(path)
     name = _column(path, header, *([path_column] if path_column else _PATH_COLUMNS))
     mos = _column(path, header, *([mos_column] if mos_column else _MOS_COLUMNS))
-    return [_Row(w, _rel(str(r[name])), (_rel(str(r[name])),), r[mos]) for w, r in rows], []
+    return [_Row(w, _rel(_cell(r[name])), (_rel(_cell(r[name])),), r[mos]) for w, r in rows], []
 
 
 DATASETS: dict[str, DatasetSpec] = {

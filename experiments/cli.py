@@ -455,6 +455,9 @@ def main(args: list[str] | None = None) -> None:
     if args and args[0] == "run":
         run(args[1:])
         return
+    if args and args[0] == "evaluate":
+        evaluate(args[1:])
+        return
     if args and args[0] == "sweep" and len(args) > 1 and not args[1].startswith("-"):
         args = ["sweep", f"--sweep_file={args[1]}", *args[2:]]
     CLI(COMMANDS, args=_score_paths(args))
@@ -508,6 +511,92 @@ def run(args: list[str]) -> None:
     if "mlflow" in results:
         print(f"MLflow run {results['mlflow']['run_id']} in {results['mlflow']['tracking_uri']} "
               "(see it with `w2svqa ui`)")  # fmt: skip
+
+
+EVALUATE_HELP = """usage: w2svqa evaluate (--checkpoint STUDENT | --teacher NAME_OR_YAML)...
+                       --dataset NAME --root DIR [--labels FILE] [--dataset NAME --root DIR ...]
+                       [--output-dir DIR] [--batch-size 8] [--workers 2]
+                       [--tracking-uri URI | --no-mlflow]
+
+Zero-shot evaluation of students and teachers on labelled datasets, the field's way: SRCC, KRCC,
+PLCC and RMSE per set (PLCC and RMSE raw and after a logistic fit), the video-weighted overall, a
+markdown table beside the published numbers (DIR/table.md), per-video CSVs, scatter plots,
+DIR/results.json and an MLflow run. Scores are kept in DIR/scores: a re-run scores only what is new.
+
+  --checkpoint FILE    a student file (.safetensors) or training checkpoint; repeatable
+  --teacher NAME       a registered teacher or a YAML file {name:, args:}; repeatable
+  --dataset NAME       a dataset reader: {datasets}
+  --root DIR           the dataset's folder (after its --dataset)
+  --labels FILE        its label file, if not the official name under --root
+  --as NAME            its name in the table (default: the reader's)
+  --mos-range LOW,HIGH its MOS scale, for formats without one (labels_txt, generic)
+  --output-dir DIR     default: runs/evaluate
+"""
+
+
+def evaluate(args: list[str]) -> None:
+    """`w2svqa evaluate ...` (see EVALUATE_HELP)."""
+    from datamodules.datasets import DATASETS, DatasetError
+    from experiments.zero_shot import DatasetRef, ModelRef, evaluate_models, load_sets
+
+    if not args or any(a in ("-h", "--help") for a in args):
+        print(EVALUATE_HELP.format(datasets=", ".join(DATASETS)))
+        return
+    models, refs, options = _evaluate_args(args)
+    if not models or not refs:
+        raise SystemExit("w2svqa evaluate: give a --checkpoint or --teacher and a --dataset")
+    try:
+        sets = load_sets([DatasetRef(**ref) for ref in refs])
+    except DatasetError as err:
+        raise SystemExit(f"w2svqa evaluate: {err}") from None
+    evaluate_models(
+        [ModelRef(**m) for m in models], sets, options.get("output_dir", "runs/evaluate"),
+        int(options.get("batch_size", 8)), int(options.get("workers", 2)),
+        options.get("tracking_uri"), track="no_mlflow" not in options,
+    )  # fmt: skip
+
+
+def _evaluate_args(args: list[str]) -> tuple[list[dict], list[dict], dict]:
+    """Group `--dataset N --root R [--labels L]` runs; collect models and the other options."""
+    models, refs, options = [], [], {}
+    i = 0
+    while i < len(args):
+        flag, _, value = args[i].partition("=")
+        key = flag.lstrip("-").replace("-", "_")
+        if key == "no_mlflow":
+            options[key], i = True, i + 1
+            continue
+        if not value:
+            if i + 1 >= len(args):
+                raise SystemExit(f"w2svqa evaluate: {flag} needs a value")
+            value, i = args[i + 1], i + 1
+        i += 1
+        if key in ("checkpoint", "teacher"):
+            models.append({key: value})
+        elif key == "dataset":
+            refs.append({"name": value})
+        elif key in ("root", "labels", "as", "mos_range"):
+            if not refs:
+                raise SystemExit(f"w2svqa evaluate: {flag} belongs after a --dataset")
+            refs[-1][{"as": "title"}.get(key, key)] = (
+                _pair_of_floats(flag, value) if key == "mos_range" else value
+            )
+        elif key in ("output_dir", "batch_size", "workers", "tracking_uri"):
+            options[key] = value
+        else:
+            raise SystemExit(f"w2svqa evaluate: unknown option {flag} (see --help)")
+    for ref in refs:
+        if "root" not in ref:
+            raise SystemExit(f"w2svqa evaluate: --dataset {ref['name']} needs a --root")
+    return models, refs, options
+
+
+def _pair_of_floats(flag: str, value: str) -> tuple[float, float]:
+    try:
+        low, high = (float(v) for v in value.split(","))
+    except ValueError:
+        raise SystemExit(f"w2svqa evaluate: {flag} expects LOW,HIGH, got {value!r}") from None
+    return low, high
 
 
 def _processes(trainer) -> int:

@@ -228,7 +228,7 @@ def _quote(value: str) -> str:
 
 def scatter_plot(pred: Sequence[float], mos: Sequence[float], title: str, out: Path) -> Path:
     """PNG of predictions (x) against labels (y), with their SRCC in the title; returns `out`."""
-    srcc = spearmanr(pred, mos).statistic if len(pred) > 1 else float("nan")
+    srcc = spearmanr(pred, mos, nan_policy="omit").statistic if len(pred) > 1 else float("nan")
     fig = Figure(figsize=(4.5, 4), layout="constrained")  # no pyplot: no global backend state
     ax = fig.subplots()
     ax.scatter(pred, mos, s=12, alpha=0.7)

@@ -176,6 +176,8 @@ def waterloo(root: Path, clips: dict[str, Path]) -> Layout:
 
 
 def cvd2014(root: Path, clips: dict[str, Path]) -> Layout:
+    # Reconstructed from the public code that reads it (the file itself is not public): ";",
+    # decimal commas, blank ";;;;;;;" rows, File_name / Realignment MOS / Content columns.
     text = ("Test;File_name;Realignment MOS;Content;;;;\n"
             "1;Test01_City_D01;71,82;City;;;;\n"
             ";;;;;;;\n"
@@ -279,11 +281,50 @@ def test_youtube_ugc_csv_mirror_and_videos_folder(clips: dict[str, Path], tmp_pa
     assert got.table.mos01.tolist() == pytest.approx([(2.8 - 1) / 4])
 
 
+def test_cvd2014_plain_csv_and_generic_parquet(clips: dict[str, Path], tmp_path: Path) -> None:
+    import pandas as pd
+
+    write(tmp_path / "cvd.csv", "File_name,MOS\nTest03_Newspaper_D05,55.5\n")
+    place(clips["avi"], tmp_path / "videos/Test03_Newspaper_D05.avi")
+    got = load_dataset("cvd2014", tmp_path, "cvd.csv")
+    assert got.table.video_id.tolist() == ["Test03_Newspaper_D05"]
+    assert got.table.mos.tolist() == [55.5]
+
+    pd.DataFrame({"clip": ["videos/Test03_Newspaper_D05.avi"], "quality": [0.25]}).to_parquet(
+        tmp_path / "t.parquet"
+    )
+    got = load_dataset("generic", tmp_path, "t.parquet", path_column="clip",
+                       mos_column="quality", mos_range=(0, 0.5))  # fmt: skip
+    assert got.table.mos01.tolist() == [0.5]
+    with pytest.raises(
+        DatasetError, match=r"t\.parquet: no 'path' or 'name' or .* \(columns: clip"
+    ):
+        load_dataset("generic", tmp_path, "t.parquet", mos_range=(0, 1))
+
+
+def test_malformed_lines(clips: dict[str, Path], tmp_path: Path) -> None:
+    place(clips["a"], tmp_path / "a.mp4")
+    write(tmp_path / "labels.txt", "a.mp4, -1, -1, 3\nb.mp4, 2\n")
+    write(tmp_path / "scores.txt", "AV1, 1, 540p, 1, 45.3\nAV1, 2, 540p, 60\n")
+    place(clips["a"], tmp_path / "AV1_1_540p_1.mp4")
+    with pytest.warns(UserWarning, match=r"1 row\(s\) left out"):
+        txt = load_dataset("labels_txt", tmp_path, mos_range=(1, 5))
+    assert txt.problems == [
+        f"{tmp_path / 'labels.txt'}: line 2: expected 'path, a, t, score': 'b.mp4, 2'; left out"
+    ]
+    with pytest.warns(UserWarning, match=r"1 row\(s\) left out"):
+        waterloo = load_dataset("waterloo_ivc_4k", tmp_path)
+    assert waterloo.problems == [
+        f"{tmp_path / 'scores.txt'}: line 2: expected 5 fields (encoder, video, resolution, "
+        "distortion level, mos), got 4; left out"
+    ]
+
+
 def test_duplicate_names(clips: dict[str, Path], tmp_path: Path) -> None:
     write(tmp_path / "LSVQ_whole_test.csv", "name,mos\na,50\nb,40\na,50\nb,41\nc,10\n")
     for name in "abc":
         place(clips["a"], tmp_path / f"{name}.mp4")
-    with pytest.warns(UserWarning, match="3 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"3 row\(s\) left out"):
         got = load_dataset("lsvq_test", tmp_path)
     assert got.table.video_id.tolist() == ["a", "c"]
     label = str(tmp_path / "LSVQ_whole_test.csv")
@@ -300,7 +341,7 @@ def test_missing_and_non_numeric_mos(clips: dict[str, Path], tmp_path: Path) -> 
     write(tmp_path / "KoNViD_1k_mos.csv", "flickr_id,mos\n1,3.5\n2,\n3,abc\n4,nan\n")
     for name in "1234":
         place(clips["a"], tmp_path / f"{name}.mp4")
-    with pytest.warns(UserWarning, match="3 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"3 row\(s\) left out"):
         got = load_dataset("konvid_1k", tmp_path)
     assert got.table.video_id.tolist() == ["1"]
     assert [p.split(": ", 1)[1] for p in got.problems] == [
@@ -317,10 +358,10 @@ def test_mos_problems_in_xlsx_and_mat(clips: dict[str, Path], tmp_path: Path) ->
                                              "mos": np.array([[50.0], [np.nan]])})  # fmt: skip
     place(clips["a"], tmp_path / "v1.mp4")
     place(clips["b"], tmp_path / "v2.mp4")
-    with pytest.warns(UserWarning, match="1 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"1 row\(s\) left out"):
         ugc = load_dataset("youtube_ugc", tmp_path, "ugc.xlsx")
     assert ugc.problems == [f"{tmp_path / 'ugc.xlsx'}: row 3 (v2): no MOS; left out"]
-    with pytest.warns(UserWarning, match="1 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"1 row\(s\) left out"):
         vqc = load_dataset("live_vqc", tmp_path)
     assert vqc.problems == [f"{tmp_path / 'data.mat'}: entry 2 (v2.mp4): MOS is nan; left out"]
 
@@ -339,7 +380,7 @@ def test_paths_leaving_the_root(clips: dict[str, Path], tmp_path: Path) -> None:
     inside = place(clips["b"], root / "in.mp4")
     lines = ["../outside.mp4", str(outside), str(inside), "in/../../set2/a.mp4"]
     write(root / "labels.txt", "".join(f"{p}, -1, -1, {i}\n" for i, p in enumerate(lines, 1)))
-    with pytest.warns(UserWarning, match="3 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"3 row\(s\) left out"):
         got = load_dataset("labels_txt", root, mos_range=(0, 5))
     assert got.table.path.tolist() == [str(inside)]
     assert len(got.problems) == 3
@@ -354,7 +395,7 @@ def test_same_name_in_two_folders_is_reported(clips: dict[str, Path], tmp_path: 
     place(clips["a"], tmp_path / "copy2/7.mp4")
     place(clips["b"], tmp_path / "copy1/8.mkv")
     place(clips["b"], tmp_path / "copy1/8.mp4")  # two extensions in one folder: .mp4 first
-    with pytest.warns(UserWarning, match="1 row(s) left out"):
+    with pytest.warns(UserWarning, match=r"1 row\(s\) left out"):
         got = load_dataset("konvid_1k", tmp_path)
     assert got.table.path.tolist() == [str(tmp_path / "copy1/8.mp4")]
     assert "(7): found in several places" in got.problems[0]
