@@ -15,6 +15,7 @@ from datamodules.ensemble import TeacherMix
 from datamodules.hard_cases import HardCaseConfig
 from datamodules.sample_corpus import CorpusConfig
 from datamodules.synthetic_pairs import SyntheticPairConfig
+from experiments.finetune import FinetuneConfig
 from lightning_modules.losses import OrderedProbit, PairLoss
 from lightning_modules.students.base import Student
 from lightning_modules.students.compact import CompactStudent
@@ -24,6 +25,7 @@ _SYNTH = SyntheticPairConfig()
 _MIX = TeacherMix()
 _OPTIM = OptimConfig()
 _HARD = HardCaseConfig()
+_FINETUNE = FinetuneConfig()
 # Built only when the command runs; the feature cache makes later epochs and rounds cheap.
 _COMPACT = lazy_instance(CompactStudent, feature_cache="data/features")
 _ORDERED_PROBIT = lazy_instance(OrderedProbit)
@@ -436,8 +438,48 @@ def sweep(
     run_sweep(sweep_file, output_dir, tracking_uri, parallel)
 
 
+def finetune(
+    checkpoint: Path | None = None,
+    dataset: str | None = None,
+    root: Path | None = None,
+    labels: Path | None = None,
+    mos_range: tuple[float, float] | None = None,
+    output_dir: Path = Path("runs/finetune"),
+    protocol: FinetuneConfig = _FINETUNE,
+    workers: int = 2,
+) -> None:
+    """Fine-tune a student on a labelled dataset the field's way: N seeded 80/20 splits, the
+    model chosen on a validation part of each training part (never on test); prints the mean,
+    median and standard deviation of the test SRCC, PLCC and KRCC.
+
+    Args:
+        checkpoint: The student file (.safetensors) to start from.
+        dataset: A dataset reader (lsvq_test, konvid_1k, youtube_ugc, labels_txt, generic, ...).
+        root: The dataset's folder.
+        labels: Its label file, if not the official name under `root`.
+        mos_range: Its MOS scale, for formats without one (labels_txt, generic).
+        output_dir: Per-split pair tables and chosen students, splits.csv, summary.csv.
+        protocol: Splits, fractions, pairs, steps, validation points, seed.
+        workers: Decoding processes.
+    """
+    from datamodules.datasets import DatasetError, load_dataset
+    from experiments.finetune import finetune_protocol
+
+    if checkpoint is None or dataset is None or root is None:
+        raise SystemExit("w2svqa finetune: --checkpoint, --dataset and --root are required")
+    try:
+        loaded = load_dataset(dataset, root, labels, mos_range=mos_range)
+    except DatasetError as err:
+        raise SystemExit(f"w2svqa finetune: {err}") from None
+    per_split, summary = finetune_protocol(checkpoint, loaded.table, output_dir, protocol, workers)
+    print(per_split.to_string(index=False, float_format="%.3f"))
+    print(f"\n{dataset}, {protocol.splits} splits (test SRCC / PLCC / KRCC):")
+    print(summary.to_string(float_format="%.3f"))
+
+
 COMMANDS = {
     "data": {"sample": data_sample, "probe": data_probe},
+    "finetune": finetune,
     "label": label,
     "pairs": {"ensemble": pairs_ensemble, "hard": pairs_hard, "synthetic": pairs_synthetic},
     "score": score,

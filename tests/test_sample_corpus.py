@@ -11,17 +11,12 @@ from datamodules.distortions import DISTORTIONS
 from datamodules.sample_corpus import HELD_OUT, SPLITS, CorpusConfig, build_sample_corpus
 from datamodules.video_reader import probe
 from experiments.cli import main
-
-SMALL = CorpusConfig(
-    cuts_per_asset=1, renditions_per_clip=1, labeled_per_asset=2, test_cuts_per_asset=1,
-    test_renditions=1,
-)  # fmt: skip
+from tests.corpus import SMALL
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    out = tmp_path_factory.mktemp("corpus")
-    return out, build_sample_corpus(out, SMALL)
+def corpus(small_corpus: tuple[Path, dict]) -> tuple[Path, dict]:
+    return small_corpus
 
 
 def families(chain: str) -> set[str]:
