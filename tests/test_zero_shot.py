@@ -110,3 +110,16 @@ def test_finetune_protocol_on_the_sample_corpus(small_corpus, student_file, tmp_
         kept = list((tmp_path / "ft" / f"split{split:02d}").glob("*.safetensors"))
         assert [p.name for p in kept] in (["best.safetensors"], [])
     assert (tmp_path / "ft" / "summary.csv").is_file()
+
+
+def test_the_benchmark_yaml_parses() -> None:
+    from jsonargparse import ArgumentParser
+
+    from benchmarks.zero_shot import zero_shot_table
+
+    parser = ArgumentParser()
+    parser.add_function_arguments(zero_shot_table)
+    config = Path(__file__).resolve().parents[1] / "benchmarks" / "zero_shot_sample.yaml"
+    parser.add_argument("--config", action="config")
+    parsed = parser.parse_args(["--config", str(config)])
+    assert len(parsed.models) == 3 and parsed.datasets[1].title == "test_ood"
