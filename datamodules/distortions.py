@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from datamodules._ffmpeg import encode_frames, run_ffmpeg
+from datamodules._ffmpeg import encode_frames, file_url, run_ffmpeg
 from datamodules.video_reader import VideoReader
 
 
@@ -241,7 +241,7 @@ def _packet_loss(frames, fps, fraction, rng, opts):
             b"".join(b"\x00\x00\x00\x01" + n for i, n in enumerate(nals) if i not in lost)
         )
         raw = run_ffmpeg(
-            ["-threads", "1", "-f", "h264", "-i", str(path), "-f", "rawvideo", "-pix_fmt",
+            ["-threads", "1", "-f", "h264", "-i", file_url(path), "-f", "rawvideo", "-pix_fmt",
              "rgb24", "-frames:v", str(t), "pipe:1"]
         )  # fmt: skip
     out = np.frombuffer(raw, dtype=np.uint8)

@@ -26,6 +26,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
+from datamodules._workers import die_with_parent
 from datamodules.frame_sampling import Sampler, UniformFrames, read_clip
 from datamodules.transforms import VideoTransform
 from datamodules.video_reader import VideoReadError
@@ -55,6 +56,12 @@ class PairStream(IterableDataset):
         self.shuffle_buffer, self.seed = shuffle_buffer, seed
         self.rank, self.world_size = rank, world_size  # None: from torch.distributed when iterated
         self.epoch = 0
+        self.resume_batches, self.batch_size = 0, 1
+
+    def resume_after(self, batches: int, batch_size: int) -> None:
+        """Start this epoch after the first `batches` batches (of `batch_size` samples) that a
+        killed run consumed: the same samples follow as in an uninterrupted run."""
+        self.resume_batches, self.batch_size = batches, batch_size
 
     def set_epoch(self, epoch: int) -> None:
         """A new shuffle order per epoch (call before the loader starts its workers)."""
@@ -64,12 +71,22 @@ class PairStream(IterableDataset):
         shard, shards = self._shard()
         rng = np.random.default_rng([self.seed, self.epoch, shard])
         skipped = 0
+        # The loader takes batches from its workers in turn, worker 0 first: the worker whose
+        # turn came next when the run was killed plays worker 0 now (see `_shard`), and each
+        # drops the batches it had made.
+        info = get_worker_info()
+        workers = info.num_workers if info else 1
+        role = shard % workers
+        drop = max(0, -(-(self.resume_batches - role) // workers)) * self.batch_size
         for row in _shuffled(self._rows(shard, shards), self.shuffle_buffer, rng):
             try:
                 first = self._load(row["first_path"])
                 second = self._load(row["second_path"])
             except VideoReadError:
                 skipped += 1  # counted and reported with the next sample, never fatal
+                continue
+            if drop:  # consumed before the kill: loaded (to skip exactly), not yielded
+                drop -= 1
                 continue
             yield {**row, "first": first, "second": second, "skipped": skipped}
             skipped = 0
@@ -84,7 +101,8 @@ class PairStream(IterableDataset):
             rank, world = (dist.get_rank(), dist.get_world_size()) if ready else (0, 1)
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        return rank * workers + worker, world * workers
+        role = (worker + self.resume_batches) % workers  # the part it played before a kill
+        return rank * workers + role, world * workers
 
     def _rows(self, shard: int, shards: int) -> Iterator[dict[str, Any]]:
         index = 0
@@ -215,12 +233,16 @@ class PairDataModule(L.LightningDataModule):
         )  # fmt: skip
         if self.trainer is not None:  # with reload_dataloaders_every_n_epochs=1, a new order
             self.stream.set_epoch(self.trainer.current_epoch)
+            loop = self.trainer.fit_loop.epoch_loop
+            if loop.restarting:  # resumed mid-epoch from a checkpoint
+                self.stream.resume_after(loop.batch_progress.current.processed, self.batch_size)
         return DataLoader(
             self.stream,
             batch_size=self.batch_size,
             num_workers=self.workers,
             collate_fn=collate_pairs,
             persistent_workers=False,  # workers are re-made each epoch with the new epoch's order
+            worker_init_fn=die_with_parent,
         )
 
     def val_dataloader(self) -> list[DataLoader]:
@@ -231,6 +253,7 @@ class PairDataModule(L.LightningDataModule):
                 num_workers=self.workers,
                 collate_fn=collate_labelled,
                 shuffle=False,
+                worker_init_fn=die_with_parent,
             )
             for table in self.val_sets.values()
         ]

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from datamodules._ffmpeg import STORE_X264, encode_frames
 from datamodules._io import atomic_write
 from datamodules.distortions import DISTORTIONS, apply_distortion
-from datamodules.video_reader import VideoReader
+from datamodules.video_reader import VideoReader, VideoReadError
 
 PAIR_COLUMNS = [
     "first_id", "second_id", "first_path", "second_path", "level", "source", "round",
@@ -146,6 +146,8 @@ def _render_source(
     """Decode one source once and write each of its renditions atomically; an error or None."""
     try:
         _render_renditions(path, renditions, cache, config)
+    except VideoReadError as err:  # its message repeats the path
+        return f"{path}: {err.reason}"
     except Exception as err:  # one unreadable source must not stop the others
         return f"{path}: {type(err).__name__}: {err}"
     return None

@@ -14,6 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules._workers import die_with_parent
 from datamodules.frame_sampling import Sampler
 from datamodules.video_reader import VideoReader, VideoReadError
 from lightning_modules.teachers.base import VideoItem
@@ -85,4 +86,5 @@ class VideoScoringDataModule(L.LightningDataModule):
             num_workers=self.workers,
             collate_fn=_as_list,
             shuffle=False,
+            worker_init_fn=die_with_parent,
         )

@@ -3,6 +3,10 @@
 Every file is first probed with PyAV (container, video stream, packet index, display rotation),
 which turns broken input into a `VideoReadError` naming the path and the reason. Frames come out as
 uint8 RGB `(T, H, W, 3)`, upright (display rotation applied), in the order asked.
+Only non-empty regular files are opened (a FIFO would block the open, a link to `/dev/zero` never
+end), always by an absolute `file:` URL (so `x:y.mp4` is not ffmpeg's protocol `x`); a playlist
+(ffconcat, HLS) is refused rather than followed, and pictures larger than 8K (`MAX_FRAME_PIXELS`)
+are refused before any frame of theirs is decoded.
 
 How it keeps up with the best of decord, PyAV and OpenCV used directly (`benchmarks/decode.py`:
 540p, 1 fps, 8 uniform or 32 consecutive frames, long and short GOPs, bit-identical outputs):
@@ -21,6 +25,7 @@ from __future__ import annotations
 import bisect
 import math
 import os
+import stat
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -29,6 +34,8 @@ from typing import BinaryIO, Literal
 
 import av
 import numpy as np
+
+from datamodules._ffmpeg import file_url
 
 Backend = Literal["auto", "decord", "pyav"]
 
@@ -44,6 +51,17 @@ _SEEK_COST = 4
 
 # decord 0.6.0 ships no decoder for these; PyAV (through ffmpeg's dav1d/libaom) decodes them.
 _DECORD_UNSUPPORTED_CODECS = {"av1"}
+
+# Formats that are lists of other files: ffmpeg reads a text file that starts with
+# "ffconcat version 1.0" or "#EXTM3U" as the videos it names, whatever the file is called, so a
+# pool's `clip.mp4` could hand over another file's frames as its own.
+_PLAYLIST_FORMATS = {"concat", "hls", "dash", "webm_dash_manifest", "imf"}
+
+# The largest picture the reader decodes: 8192x4352, what H.264, H.265 and AV1 allow at their
+# highest (8K) levels, so every camera's and streaming service's 8K is read. A bigger one is a
+# stream outside every level, or a crafted one (ffmpeg opens up to 268 megapixels): at 3 bytes a
+# pixel, eight such RGB frames would take gigabytes before any teacher saw them.
+MAX_FRAME_PIXELS = 35_651_584
 
 
 class VideoReadError(Exception):
@@ -163,35 +181,77 @@ def _open(path: str | os.PathLike, threads: int) -> tuple[VideoInfo, _PyAVDecode
     """Probe `path` and keep its container open for decoding: a second open would cost about as
     much as the probe itself (ffmpeg's stream analysis decodes frames of its own)."""
     path = Path(path)
-    if not path.exists():
-        raise _fail(path, "no such file")
-    if path.is_dir():
-        raise _fail(path, "is a directory, not a video file")
-    try:
-        size = path.stat().st_size
-    except OSError as err:
-        raise _fail(path, f"cannot stat: {err.strerror}") from err
-    if size == 0:
-        raise _fail(path, "empty file (0 bytes)")
+    size = _regular_file_size(path)
     container = None
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        # file_url: a name like `x:y.mp4` would otherwise name ffmpeg's protocol `x`. The
+        # whitelist holds for what a playlist names too (playlists are refused, but after ffmpeg
+        # opened their first entry): a local file, never a URL.
+        options = {"protocol_whitelist": "file"}
+        container = av.open(file_url(path), metadata_errors="ignore", container_options=options)
         return _probe_container(path, container, size, threads)
     except BaseException as err:
         if container is not None:
             container.close()
         if isinstance(err, av.FFmpegError | OSError | ValueError):
-            raise _fail(path, f"not a readable video ({_reason(err)})") from err
+            raise _fail(path, f"not a readable video ({_reason(err)}{_mp4_hint(path)})") from err
         raise
+
+
+def _mp4_hint(path: Path) -> str:
+    """A hint for a file that ffmpeg refused: an MP4/MOV header (ftyp) without its index (moov)."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(8)[4:] != b"ftyp":
+                return ""
+            f.seek(0)
+            if _top_level_box(f, b"moov") is not None:
+                return ""
+    except OSError:
+        return ""
+    return "; an MP4 without its index (moov box): cut short, or a recording never finished"
+
+
+def _regular_file_size(path: Path) -> int:
+    """The size of `path`, a non-empty regular file (or a link to one) we may read; else why not.
+
+    Only regular files are opened: a FIFO named `.mp4` would block the open until some writer
+    came, and a link to a device (`/dev/zero`) would never end."""
+    try:
+        st = path.stat()
+    except FileNotFoundError as err:
+        broken = " (a symbolic link to a missing target)" if path.is_symlink() else ""
+        raise _fail(path, f"no such file{broken}") from err
+    except OSError as err:  # ELOOP: a link loop; EACCES: a folder on the way we may not enter
+        raise _fail(path, f"cannot stat ({err.strerror})") from err
+    if stat.S_ISDIR(st.st_mode):
+        raise _fail(path, "is a directory, not a video file")
+    if not stat.S_ISREG(st.st_mode):
+        raise _fail(path, f"not a regular file ({_file_kind(st.st_mode)})")
+    if st.st_size == 0:
+        raise _fail(path, "empty file (0 bytes)")
+    if not os.access(path, os.R_OK):  # always True for root, whom permissions do not stop
+        raise _fail(path, "permission denied (the file is not readable)")
+    return st.st_size
+
+
+def _file_kind(mode: int) -> str:
+    kinds = {stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device",
+             stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}  # fmt: skip
+    return next((kind for test, kind in kinds.items() if test(mode)), "not a plain file")
 
 
 def _probe_container(
     path: Path, container: av.container.InputContainer, size: int, threads: int
 ) -> tuple[VideoInfo, _PyAVDecoder]:
+    playlist = set(container.format.name.split(",")) & _PLAYLIST_FORMATS
+    if playlist:
+        raise _fail(path, f"a playlist ({playlist.pop()}) that names other files, not a video")
     if not container.streams.video:
         kinds = sorted({s.type for s in container.streams})
         raise _fail(path, f"no video stream (streams found: {', '.join(kinds) or 'none'})")
     stream = container.streams.video[0]
+    _check_frame_size(path, stream.codec_context.width, stream.codec_context.height)
     # Threading is fixed when the decoder opens (the first frame decoded, here or later).
     stream.thread_type, stream.thread_count = _decoder_threads(threads)
     packets: list[tuple[int, bool]] = []
@@ -233,6 +293,7 @@ def _probe_container(
             raise _fail(path, "no frame could be decoded")
         rotation = _upright_rotation(first.rotation)
         width, height, pix_fmt = first.width, first.height, first.format.name
+    _check_frame_size(path, width, height)
     if rotation in (90, 270):
         width, height = height, width
     info = VideoInfo(
@@ -250,6 +311,15 @@ def _probe_container(
         start_pts=int(pts[0]),
     )
     return info, _PyAVDecoder(info, container, pts, frames, first, lead)
+
+
+def _check_frame_size(path: Path, width: int, height: int) -> None:
+    if width * height > MAX_FRAME_PIXELS:
+        raise _fail(
+            path,
+            f"frame size {width}x{height} is larger than the reader decodes "
+            f"({MAX_FRAME_PIXELS / 1e6:.1f} megapixels: 8192x4352, the highest codec levels' 8K)",
+        )
 
 
 def _decoder_threads(threads: int) -> tuple[str, int]:
@@ -374,7 +444,9 @@ class VideoReader:
         import decord
 
         try:
-            reader = decord.VideoReader(self.path, ctx=decord.cpu(0), num_threads=self._threads)
+            # absolute: decord hands the name to ffmpeg, which reads `x:y.mp4` as protocol `x`
+            where = str(Path(self.path).absolute())
+            reader = decord.VideoReader(where, ctx=decord.cpu(0), num_threads=self._threads)
         except (decord.DECORDError, RuntimeError):
             return None
         # decord indexes frames by its own count; a disagreement means one of them misreads the

@@ -7,6 +7,7 @@ to the folder or table it came from (posix, with extension), which survives movi
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -24,7 +25,9 @@ class VideoTableError(ValueError):
 def load_videos(source: str | os.PathLike) -> pd.DataFrame:
     """`video_id`, `path` for every video of a folder (recursive) or a table file.
 
-    Folders: files with a video extension, symlinked folders not followed (no loops), sorted.
+    Folders: files with a video extension, symlinked folders not followed (no loops), sorted;
+    a name that is not valid UTF-8 (no table can store it) and a folder that cannot be listed are
+    skipped with a warning.
     Tables: `.parquet` or `.csv` with a `path` column (and optionally `video_id`), a pair table
     (the videos of both sides), or a DOVER-style `.txt` (`path, a, t, score` per line); relative
     paths are relative to the table's folder."""
@@ -44,14 +47,45 @@ def load_videos(source: str | os.PathLike) -> pd.DataFrame:
 
 
 def _scan_folder(root: Path) -> pd.DataFrame:
-    rows = []
-    for folder, dirs, files in os.walk(root, followlinks=False):
+    rows, undecodable, unlisted = [], [], []
+    for folder, dirs, files in os.walk(root, followlinks=False, onerror=unlisted.append):
         dirs.sort()
         for name in sorted(files):
             path = Path(folder) / name
-            if path.suffix.lower() in VIDEO_EXTENSIONS:
-                rows.append((path.relative_to(root).as_posix(), str(path)))
+            if path.suffix.lower() not in VIDEO_EXTENSIONS:
+                continue
+            if not _is_utf8(str(path)):
+                undecodable.append(_printable(path.relative_to(root).as_posix()))
+                continue
+            rows.append((path.relative_to(root).as_posix(), str(path)))
+    if unlisted:  # os.walk would skip a folder it may not read without a word
+        warnings.warn(
+            f"{root}: could not list {len(unlisted)} folder(s), their videos are left out: "
+            + ", ".join(f"{err.filename} ({err.strerror})" for err in unlisted[:3]),
+            stacklevel=3,
+        )
+    if undecodable:  # one odd name must not stop a pool of thousands from being listed
+        warnings.warn(
+            f"{root}: skipped {len(undecodable)} video(s) whose names are not valid UTF-8 "
+            f"(parquet and CSV tables cannot store them; rename them): "
+            f"{', '.join(undecodable[:3])}",
+            stacklevel=3,
+        )
     return pd.DataFrame(rows, columns=["video_id", "path"])
+
+
+def _is_utf8(name: str) -> bool:
+    # Python decodes undecodable bytes of a file name to lone surrogates (PEP 383).
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str) -> str:
+    """The name with its undecodable bytes written as \\xNN escapes."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 LABEL_COLUMNS = ("mos", "score", "vmaf")  # looked for in this order when no label column is named

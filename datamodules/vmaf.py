@@ -6,8 +6,9 @@ viewing; on small clips its scores are still ordered but not calibrated, which i
 
 The two files are aligned the way a viewer would see them: the distorted one is scaled (bicubic)
 to the reference size and resampled in time to the reference frame rate, both start at t = 0, and
-frames are compared over the shorter of the two. File names reach ffmpeg only through `-i`; the
-one path inside the filter string is a temporary folder we created and checked.
+frames are compared over the shorter of the two. File names reach ffmpeg only as `-i file:/abs/path`
+(never as an option or a protocol, see `file_url`); the filter string holds no path at all: ffmpeg
+runs in a temporary folder and libvmaf writes its log there by a fixed relative name.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules._ffmpeg import FFmpegError, encode_frames, run_ffmpeg
+from datamodules._ffmpeg import FFmpegError, encode_frames, file_url, run_ffmpeg
 from datamodules.video_reader import VideoReadError, probe
-
-# Characters that need no escaping at any of ffmpeg's filter-graph quoting levels.
-_SAFE_FILTER_PATH = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 class VmafError(RuntimeError):
@@ -64,9 +62,7 @@ def compute_vmaf(
     # A rational rate keeps 30000/1001 exact in the fps filter; the probe's rate is an average.
     rate = Fraction(ref.fps).limit_denominator(1001)
     with tempfile.TemporaryDirectory(prefix="w2svqa_vmaf_") as tmp:
-        log = Path(tmp) / "vmaf.json"
-        if not _SAFE_FILTER_PATH.fullmatch(str(log)):
-            raise VmafError(f"{pair}: temporary folder {tmp!r} needs filter escaping; set TMPDIR")
+        log = Path(tmp) / "vmaf.json"  # ffmpeg runs in tmp: the filter names it "vmaf.json"
         # Both streams go onto the same frame grid, not only the distorted one: libvmaf pairs
         # frames by timestamp (nearest lower), and a container's rounded timestamps (Matroska keeps
         # 1 ms: 30 fps is 0, 33, 67 ms) would otherwise pair every third frame with its neighbour.
@@ -76,15 +72,15 @@ def compute_vmaf(
             f"[1:v]{grid},format=yuv420p[ref];"
             # shortest=1: score only frames present in both (time-aligned) streams.
             f"[dis][ref]libvmaf=model=version={model}:n_threads={threads}:n_subsample={subsample}"
-            f":log_fmt=json:log_path={log}:shortest=1:eof_action=endall"
+            f":log_fmt=json:log_path={log.name}:shortest=1:eof_action=endall"
         )
         args = [
-            "-threads", str(threads), "-i", str(distorted),
-            "-threads", str(threads), "-i", str(reference),
+            "-threads", str(threads), "-i", file_url(distorted),
+            "-threads", str(threads), "-i", file_url(reference),
             "-filter_complex", graph, "-an", "-f", "null", "-",
         ]  # fmt: skip
         try:
-            run_ffmpeg(args)
+            run_ffmpeg(args, cwd=tmp)
             frames = json.loads(log.read_text())["frames"]
         except (FFmpegError, OSError, ValueError, KeyError) as err:
             raise VmafError(f"{pair}: {err}") from err

@@ -171,6 +171,9 @@ class TrainingConfig:
     LevelCrossEntropy (the paper's) for comparators."""
     optim: OptimConfig = field(default_factory=OptimConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    checkpoint_every: int | None = 50
+    """Save a resumable checkpoint every so many steps: a killed round resumes from it, mid-epoch,
+    and ends as an uninterrupted one would. None: none."""
 
 
 def _default_student() -> Student:

@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 from jsonargparse import Namespace
 
+from datamodules._faults import kill_point
 from datamodules._io import atomic_write
 from datamodules.video_table import load_labelled_videos, load_videos, pair_table_videos
 from experiments.config import Experiment, TeacherEntry, config_hash, dump_config
@@ -328,6 +329,7 @@ def _ensemble_pairs(ctx, round_dir: Path, tables, weights, pool: pd.DataFrame, k
             max_pairs_per_video=cfg.max_pairs_per_video, seed=ctx.exp.seed * 1000 + k,
             round_index=k, min_teachers=cfg.min_teachers,
         )  # fmt: skip
+        kill_point("pairs")
         atomic_write(out, lambda p: table.to_parquet(p, index=False))
 
     return ctx.log.run(
@@ -418,7 +420,7 @@ def _train(
         result = train_student(
             student, training.loss, pairs, out, optim=training.optim, steps=steps,
             batch_size=training.batch_size, workers=training.workers, seed=exp.seed + k,
-            trainer=training.trainer.trainer_kwargs(),
+            trainer=training.trainer.trainer_kwargs(), checkpoint_every=training.checkpoint_every,
         )  # fmt: skip
         print(f"  {result.steps} steps on {len(pairs)} pair tables")
 

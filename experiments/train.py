@@ -46,12 +46,16 @@ def train_student(
     workers: int = 2,
     seed: int = 0,
     trainer: Mapping[str, Any] | None = None,
+    checkpoint_every: int | None = None,
 ) -> TrainResult:
     """Fit `student` for `steps` optimiser steps on the pairs of `train_pairs`; write `out`
     (`.safetensors`). `trainer`: extra `lightning.Trainer` arguments (accelerator, devices,
-    strategy, precision, logger, ...)."""
+    strategy, precision, logger, ...). `checkpoint_every`: save a resumable checkpoint every so
+    many steps beside `out` (`OUT.lightning/last.ckpt`); a call after a kill resumes from it,
+    mid-epoch, with the same pairs and random draws, and the folder goes once `out` is written."""
     start = time.perf_counter()
     out = Path(out)
+    folder = out.parent / f"{out.stem}.lightning"
     L.seed_everything(seed, workers=True, verbose=False)
     data = PairDataModule.for_student(
         student, train_pairs, val_sets=val_sets, batch_size=batch_size, workers=workers, seed=seed
@@ -60,20 +64,52 @@ def train_student(
     settings = {
         "accelerator": "cpu", "devices": 1, "max_steps": steps, "max_epochs": -1,
         "logger": False, "enable_checkpointing": False, "enable_model_summary": False,
-        "default_root_dir": str(out.parent / f"{out.stem}.lightning"),
+        "default_root_dir": str(folder),
         "reload_dataloaders_every_n_epochs": 1,  # a new pair order every pass over the tables
         "limit_val_batches": 0,  # validation runs before and after fit, not per epoch
         "num_sanity_val_steps": 0, **(trainer or {}),
     }  # fmt: skip
-    runner = L.Trainer(**settings)
+    callbacks = list(settings.pop("callbacks", None) or [])
+    if checkpoint_every:
+        from lightning.pytorch.callbacks import ModelCheckpoint
+
+        settings["enable_checkpointing"] = True
+        every = ModelCheckpoint(
+            dirpath=folder,
+            filename="last",
+            save_top_k=1,
+            every_n_train_steps=checkpoint_every,
+            enable_version_counter=False,  # always last.ckpt, replaced
+        )
+        callbacks.append(every)
+    runner = L.Trainer(**settings, callbacks=callbacks)
     before = _validate(runner, module, data)
-    runner.fit(module, datamodule=data)
+    runner.fit(module, datamodule=data, ckpt_path=_resumable(folder / "last.ckpt"))
     zero = _save_zero_shards(runner, out)
     after = _validate(runner, module, data)
     if runner.is_global_zero:
         _save(module, out, zero)
+        if folder.is_dir():
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)  # the student file is the output now
     runner.strategy.barrier()
     return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
+
+
+def _resumable(checkpoint: Path) -> str | None:
+    """The checkpoint to resume from, if a killed run left a whole one (a kill while it was
+    being written leaves a truncated zip, which is set aside and training starts over)."""
+    import zipfile
+
+    if checkpoint.is_dir():  # DeepSpeed's sharded checkpoint folder
+        return str(checkpoint)
+    if not checkpoint.is_file():
+        return None
+    if zipfile.is_zipfile(checkpoint):
+        return str(checkpoint)
+    checkpoint.replace(checkpoint.with_suffix(".broken"))
+    return None
 
 
 def _validate(

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
 
+from datamodules._faults import kill_point
 from datamodules._io import atomic_write
 from datamodules.video_datamodule import VideoScoringDataModule
 from lightning_modules.teachers.base import Teacher, VideoItem
@@ -75,6 +76,7 @@ class ScoreTableWriter(BasePredictionWriter):
         name = f"{self.run}-rank{trainer.global_rank}-{batch_idx:08d}.parquet"
         table = pd.DataFrame(prediction, columns=COLUMNS)
         atomic_write(self.parts / name, lambda p: table.to_parquet(p, index=False))
+        kill_point("label")
 
 
 @dataclass(frozen=True)

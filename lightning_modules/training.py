@@ -20,6 +20,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.regression import KendallRankCorrCoef, PearsonCorrCoef, SpearmanCorrCoef
 
+from datamodules._faults import kill_point
 from lightning_modules.losses import PairLoss
 from lightning_modules.students.base import Student
 
@@ -159,3 +160,17 @@ class PairwiseTrainingModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # How to rebuild the student, as plain data: checkpoints load with weights_only=True.
         checkpoint["student_spec"] = self.student.spec()
+        # dropout's random state, so a resumed run draws what an uninterrupted one would have
+        checkpoint["torch_rng_state"] = torch.get_rng_state()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # set at the first batch, not now: making the loader's iterator draws from it first
+        self._resume_rng = checkpoint.get("torch_rng_state")
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        kill_point("train")  # after the step (and any checkpoint of it)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if getattr(self, "_resume_rng", None) is not None:
+            torch.set_rng_state(self._resume_rng)
+            self._resume_rng = None

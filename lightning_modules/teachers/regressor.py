@@ -45,6 +45,7 @@ from skimage.measure import blur_effect
 from torch.utils.data import DataLoader
 
 from datamodules._io import atomic_write
+from datamodules._workers import die_with_parent
 from datamodules.frame_sampling import ConsecutiveFrames, UniformFrames
 from datamodules.video_datamodule import VideoScoringDataset
 from datamodules.video_reader import VideoInfo
@@ -507,7 +508,7 @@ class RegressorTeacher(TrainableTeacher):
         skipped with a warning each, naming the file and the reason."""
         dataset = VideoScoringDataset(videos, self.sampler(), cached=self.cached_input)
         loader = DataLoader(dataset, batch_size=FIT_BATCH, num_workers=self.workers,
-                            collate_fn=list)  # fmt: skip
+                            collate_fn=list, worker_init_fn=die_with_parent)  # fmt: skip
         xs, ys, at = [], [], 0
         for batch in loader:
             readable = [(k, item) for k, item in enumerate(batch) if item.error is None]
