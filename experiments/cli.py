@@ -432,10 +432,14 @@ def sweep(
         parallel: Trials at once (default: the file's `parallel`, else 1).
     """
     from experiments.sweep import run_sweep
+    from experiments.tracking import StoreError
 
     if sweep_file is None:
         raise SystemExit("w2svqa sweep: give the sweep file, e.g. experiments/sweeps/rounds.yaml")
-    run_sweep(sweep_file, output_dir, tracking_uri, parallel)
+    try:
+        run_sweep(sweep_file, output_dir, tracking_uri, parallel)
+    except StoreError as err:
+        raise SystemExit(f"w2svqa sweep: {err}") from None
 
 
 def finetune(
@@ -513,7 +517,8 @@ round after round; prints the results table, writes DIR/results.json, logs to ML
 
   CONFIG.yaml          an experiment file (experiments/quickstart.yaml is the default one)
   --output-dir DIR     where the run's tables, students and results go (default: runs/NAME)
-  --tracking-uri URI   MLflow store (default: sqlite:///mlruns/mlflow.db); --no-mlflow: none
+  --tracking-uri URI   MLflow store (default: sqlite:///mlruns/mlflow.db); --no-mlflow: none;
+                       --mlflow-fallback: the local store if URI does not answer
   --print_config       print the resolved config as YAML and exit
   --KEY VALUE          override any key: --rounds 2, --training.steps [50],
                        --teachers.0.weight 0.5, --student.init_args.frames 4
@@ -543,11 +548,16 @@ def run(args: list[str]) -> None:
     from experiments.runner import run_experiment
 
     output_dir = options["output_dir"] or f"runs/{experiment.name}"
-    results = run_experiment(
-        namespace, experiment, output_dir, tracking_uri=options["tracking_uri"],
-        parent_run_id=options["parent_run_id"], run_name=options["run_name"],
-        track=not options["no_mlflow"],
-    )  # fmt: skip
+    from experiments.tracking import StoreError
+
+    try:
+        results = run_experiment(
+            namespace, experiment, output_dir, tracking_uri=options["tracking_uri"],
+            parent_run_id=options["parent_run_id"], run_name=options["run_name"],
+            track=not options["no_mlflow"], mlflow_fallback=options["mlflow_fallback"],
+        )  # fmt: skip
+    except StoreError as err:
+        raise SystemExit(f"w2svqa run: {err}") from None
     print(f"\n{output_dir}/results.json written; final student {results['final_checkpoint']}; "
           f"{results['seconds']:.0f} s in all")  # fmt: skip
     if "mlflow" in results:
@@ -672,12 +682,14 @@ _RUN_OPTIONS = ("output_dir", "tracking_uri", "parent_run_id", "run_name")
 
 def _run_options(args: list[str]) -> tuple[dict, list[str]]:
     """Split the run's own options (`--output-dir DIR`, ...) from the experiment's."""
-    options: dict = dict.fromkeys(_RUN_OPTIONS) | {"print_config": False, "no_mlflow": False}
+    options: dict = dict.fromkeys(_RUN_OPTIONS) | {
+        "print_config": False, "no_mlflow": False, "mlflow_fallback": False,
+    }  # fmt: skip
     rest, i = [], 0
     while i < len(args):
         flag, _, value = args[i].partition("=")
         key = flag.lstrip("-").replace("-", "_")
-        if flag.startswith("--") and key in ("print_config", "no_mlflow"):
+        if flag.startswith("--") and key in ("print_config", "no_mlflow", "mlflow_fallback"):
             options[key] = value.lower() not in ("false", "0", "no") if value else True
         elif flag.startswith("--") and key in _RUN_OPTIONS:
             if not value:

@@ -15,12 +15,13 @@ the other ranks wait for their outputs, then all ranks train together.
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,9 @@ class RunContext:
     tracker: Any | None = None  # experiments.tracking.Tracker, on rank 0
     run_id: str | None = None
     anchors: list[str] | None = None  # a comparator student's anchor videos
+    # (who, score table) of every scoring job, for the report of skipped videos
+    scored: list[tuple[str, Path]] = field(default_factory=list)
+    loss: Any = None  # the configured loss, untouched: each round trains a copy
 
 
 def run_experiment(
@@ -59,16 +63,18 @@ def run_experiment(
     parent_run_id: str | None = None,
     run_name: str | None = None,
     track: bool = True,
+    mlflow_fallback: bool = False,
 ) -> dict[str, Any]:
     """Run every round of `exp`; return (and write to `output_dir/results.json`) the results."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     ctx = RunContext(config, exp, out, Path(exp.data.cache), StageLog())
+    ctx.loss = copy.deepcopy(exp.training.loss)
     start = time.perf_counter()
     if track and ctx.log.rank == 0:
         from experiments.tracking import Tracker
 
-        ctx.tracker = Tracker(exp.name, tracking_uri)
+        ctx.tracker = Tracker(exp.name, usable_store(tracking_uri, mlflow_fallback))
         tags = {"git_commit": _git_commit(), "config_hash": config_hash(config),
                 "seed": str(exp.seed), "output_dir": str(out)}  # fmt: skip
         ctx.run_id = ctx.tracker.start_run(
@@ -96,6 +102,20 @@ def run_experiment(
         ctx.tracker.log_artifact(ctx.run_id, out / "results.json")
         ctx.tracker.end_run(ctx.run_id, "FINISHED")
     return results
+
+
+def usable_store(tracking_uri: str | None, fallback: bool = False) -> str:
+    """The tracking store to log to, checked now; with `fallback`, the local default store when
+    the one asked for does not answer (said on the console)."""
+    from experiments.tracking import DEFAULT_TRACKING_URI, StoreError, check_store
+
+    try:
+        return check_store(tracking_uri)
+    except StoreError as err:
+        if not fallback or (tracking_uri or DEFAULT_TRACKING_URI) == DEFAULT_TRACKING_URI:
+            raise
+        print(f"{err}\nlogging to the local store {DEFAULT_TRACKING_URI} instead")
+        return check_store(DEFAULT_TRACKING_URI)
 
 
 # --- the rounds ---------------------------------------------------------------------------
@@ -153,12 +173,35 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
             f"{r['model']}/{r['set']}/srcc": r["srcc"] for r in rows if r["round"] == 0
         }
         ctx.tracker.log_metrics(ctx.run_id, teacher_metrics, step=0)
+    skipped = _skipped_report(ctx, videos)
     if ctx.log.rank == 0:
         table = results_table(rows)
         print("\nSRCC / PLCC (raw predictions; RMSE after a logistic fit is in results.json)")
         print(table.to_string())
     return {"name": exp.name, "rows": rows, "final_checkpoint": str(student_file),
-            "output_dir": str(ctx.out)}  # fmt: skip
+            "output_dir": str(ctx.out), "skipped_videos": skipped}  # fmt: skip
+
+
+def _skipped_report(ctx: RunContext, videos: pd.DataFrame) -> int:
+    """Every video a teacher or the student could not score, with the reason, in
+    `skipped_videos.csv` (and MLflow); returns how many distinct videos."""
+    from lightning_modules.scoring import read_scores
+
+    parts = []
+    for who, table in ctx.scored:
+        scores = read_scores(table)
+        failed = scores[(scores.status != "ok") & scores.video_id.isin(videos.video_id)]
+        parts.append(failed.assign(scorer=who)[["video_id", "path", "scorer", "error"]])
+    report = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    if report.empty or ctx.log.rank != 0:
+        return 0 if report.empty else report.video_id.nunique()
+    csv = ctx.out / "skipped_videos.csv"
+    atomic_write(csv, lambda p: report.to_csv(p, index=False))
+    count = report.video_id.nunique()
+    print(f"{count} videos could not be scored by some model: reasons in {csv}")
+    if ctx.tracker is not None:
+        ctx.tracker.log_artifact(ctx.run_id, csv)
+    return count
 
 
 def _build_corpus(ctx: RunContext) -> None:
@@ -255,6 +298,7 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
 
     key = {"teacher": spec, "videos": _frame_digest(videos)}
     ctx.log.run(f"score with {entry.name}", table, key, make)
+    ctx.scored.append((f"teacher:{entry.name}", table))
     return _ok_scores(read_scores(table), videos)
 
 
@@ -417,8 +461,11 @@ def _train(
         student = (
             create_student(spec["name"], **spec["args"]) if restart else load_student(previous)
         )
+        # a fresh copy each round: a loss may learn (the ordered probit's cut-points), and a
+        # resumed run must not depend on what an earlier round in the same process taught it
+        loss = copy.deepcopy(ctx.loss)
         result = train_student(
-            student, training.loss, pairs, out, optim=training.optim, steps=steps,
+            student, loss, pairs, out, optim=training.optim, steps=steps,
             batch_size=training.batch_size, workers=training.workers, seed=exp.seed + k,
             trainer=training.trainer.trainer_kwargs(), checkpoint_every=training.checkpoint_every,
         )  # fmt: skip
@@ -445,6 +492,7 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
 
     out = round_dir / "student_scores.parquet"
     ctx.log.run(f"{round_dir.name}: score with the student", out, key, make)
+    ctx.scored.append((f"student:{round_dir.name}", out))
     return _ok_scores(read_scores(out), videos)
 
 

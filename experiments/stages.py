@@ -19,6 +19,10 @@ from typing import Any
 
 from datamodules._io import atomic_write
 
+# Part of every stage's key: bump it when a change to the code makes a stage give other outputs
+# from the same inputs (a new pair rule, a fixed teacher), so that no old output is reused.
+CODE_VERSION = 1
+
 
 def digest(value: Any) -> str:
     """A stable short hash of JSON-able data (dataclasses and paths go through `str`)."""
@@ -62,7 +66,7 @@ class StageLog:
     ) -> Path:
         """Make `out` with `make(out)` unless it exists with the same `key`."""
         keyfile = out.with_name(out.name + ".key")
-        wanted = digest(key)
+        wanted = digest({"inputs": key, "code": CODE_VERSION})
         if _holds(keyfile, wanted) and out.exists():
             self.record(label, 0.0, skipped=True)
             return out

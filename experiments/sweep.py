@@ -95,6 +95,7 @@ def run_sweep(
     overrides: list[str] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) every trial of the sweep at `path`; return the summary table."""
+    from experiments.runner import usable_store
     from experiments.tracking import Tracker
 
     sweep, base = load_sweep(path)
@@ -111,7 +112,7 @@ def run_sweep(
         atomic_write(config_file, lambda p, c=config: p.write_text(yaml.safe_dump(c)))
         namespace, _ = parse_experiment([str(config_file), *(overrides or [])])
         configs.append((trial, folder, config_file, config_hash(namespace)))
-    tracker = Tracker(name, tracking_uri)
+    tracker = Tracker(name, usable_store(tracking_uri))  # checked before the first trial
     tags = {"sweep": name, "trials": str(len(trials))}
     with tracker.run(f"sweep:{name}", params={"grid": sweep["grid"]}, tags=tags) as parent:
         print(f"sweep {name}: {len(trials)} trials in {out} (MLflow parent run {parent})")

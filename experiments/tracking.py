@@ -83,6 +83,37 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
+class StoreError(RuntimeError):
+    """The tracking store cannot be used; the message names it, says why and what to do."""
+
+
+def check_store(tracking_uri: str | None, timeout: float = 5.0) -> str:
+    """The store's URI once it answers within `timeout` seconds: a server's REST API, or a
+    sqlite file that is writable and not locked; else StoreError (before any heavy work)."""
+    import sqlite3
+
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    fix = "start it, point --tracking-uri elsewhere, or run with --no-mlflow (or --mlflow-fallback)"
+    if uri.startswith(("http://", "https://")):
+        probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
+        try:
+            urllib.request.urlopen(probe, timeout=timeout).close()  # noqa: S310 - http(s) only
+        except (urllib.error.URLError, OSError) as err:
+            raise StoreError(f"MLflow server {uri} does not answer ({err}); {fix}") from err
+        return uri
+    db = _sqlite_file(uri)
+    if db is None:
+        return uri  # another backend: MLflow reports its own errors
+    try:
+        db.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(db, timeout=timeout) as connection:
+            connection.execute("BEGIN IMMEDIATE")  # waits `timeout` for a writer's lock
+            connection.rollback()
+    except (sqlite3.Error, OSError) as err:
+        raise StoreError(f"MLflow store {db} cannot be written ({err}); {fix}") from err
+    return uri
+
+
 def _absolute_uri(tracking_uri: str) -> str:
     """The same store with its sqlite path made absolute, so it no longer depends on the cwd."""
     db = _sqlite_file(tracking_uri)

@@ -84,7 +84,9 @@ def train_student(
         callbacks.append(every)
     runner = L.Trainer(**settings, callbacks=callbacks)
     before = _validate(runner, module, data)
-    runner.fit(module, datamodule=data, ckpt_path=_resumable(folder / "last.ckpt"))
+    resume = _resumable(folder / "last.ckpt")
+    # our own checkpoint, still read as data only; DeepSpeed's shards are pickles by design
+    runner.fit(module, datamodule=data, ckpt_path=resume, weights_only=not zero_folder(resume))
     zero = _save_zero_shards(runner, out)
     after = _validate(runner, module, data)
     if runner.is_global_zero:
@@ -95,6 +97,10 @@ def train_student(
             shutil.rmtree(folder, ignore_errors=True)  # the student file is the output now
     runner.strategy.barrier()
     return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
+
+
+def zero_folder(checkpoint: str | None) -> bool:
+    return checkpoint is not None and Path(checkpoint).is_dir()
 
 
 def _resumable(checkpoint: Path) -> str | None:

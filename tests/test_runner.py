@@ -201,3 +201,91 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
 def test_ui_without_runs_says_what_to_run_first(tmp_path) -> None:
     with pytest.raises(SystemExit, match="no runs yet.*w2svqa run"):
         main(["ui", "--tracking_uri", f"sqlite:///{tmp_path / 'none.db'}"])
+
+
+def test_a_hostile_pool_completes_and_lists_every_skipped_video(ladder, tmp_path) -> None:
+    folder, videos = ladder
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "empty.mp4").write_bytes(b"")
+    (bad / "text.mp4").write_text("not a video\n")
+    good = Path(videos.path.iloc[0]).read_bytes()
+    (bad / "-cut short.mp4").write_bytes(good[: len(good) // 2])
+    broken = [str(p) for p in sorted(bad.iterdir())]
+    pool = pd.concat([videos[["video_id", "path"]],
+                      pd.DataFrame({"video_id": broken, "path": broken})])  # fmt: skip
+    pool.to_parquet(tmp_path / "pool.parquet", index=False)
+    config = tiny_experiment(folder, videos)
+    config["data"]["pool"] = str(tmp_path / "pool.parquet")
+    config["data"]["cache"] = str(tmp_path / "cache")
+    config["student"]["init_args"]["feature_cache"] = str(tmp_path / "cache" / "features")
+    file = tmp_path / "hostile.yaml"
+    file.write_text(yaml.safe_dump(config))
+    out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
+    main(["run", str(file), "--output-dir", str(out), "--tracking-uri", uri])
+    results = json.loads((out / "results.json").read_text())
+    assert results["skipped_videos"] == 3
+    report = pd.read_csv(out / "skipped_videos.csv")
+    assert set(report.path) == set(broken)
+    assert set(report.scorer) >= {"teacher:blur", "teacher:blockiness", "student:round1"}
+    reasons = report.drop_duplicates("path").set_index("path").error
+    assert "empty file" in reasons[str(bad / "empty.mp4")]
+    assert "not a readable video" in reasons[str(bad / "text.mp4")]
+    artifacts = {a.path for a in MlflowClient(uri).list_artifacts(results["mlflow"]["run_id"])}
+    assert "skipped_videos.csv" in artifacts
+
+
+def test_a_store_that_does_not_answer_stops_the_run_before_any_work(ladder, tmp_path) -> None:
+    import socket
+
+    folder, videos = ladder
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_experiment(folder, videos)))
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit, match=rf"(?s)127\.0\.0\.1:{port} does not answer.*--no-mlflow"):
+        main(["run", str(config), "--output-dir", str(out),
+              "--tracking-uri", f"http://127.0.0.1:{port}"])  # fmt: skip
+    assert not (out / "round1").exists()
+
+
+def test_a_locked_store_is_named_and_the_fallback_logs_locally(tmp_path, monkeypatch) -> None:
+    import sqlite3
+
+    from experiments.runner import usable_store
+    from experiments.tracking import StoreError
+
+    db = tmp_path / "locked.db"
+    holder = sqlite3.connect(db)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")  # another process writing, for as long as it likes
+    try:
+        with pytest.raises(StoreError, match=r"locked\.db cannot be written \(database is locked"):
+            usable_store(f"sqlite:///{db}")
+    finally:
+        holder.rollback()
+        holder.close()
+    monkeypatch.chdir(tmp_path)  # the local store is made in the working directory
+    assert usable_store("http://127.0.0.1:9", fallback=True) == "sqlite:///mlruns/mlflow.db"
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+
+
+def test_an_experiment_file_cannot_run_code(ladder, tmp_path, monkeypatch) -> None:
+    """YAML is read safely, and class_path only names subclasses of the expected base."""
+    folder, videos = ladder
+    monkeypatch.chdir(tmp_path)
+    tagged = tmp_path / "tagged.yaml"
+    tagged.write_text('name: !!python/object/apply:os.system ["touch pwned"]\n')
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_experiment([str(tagged)])
+    config = tiny_experiment(folder, videos)
+    config["teachers"][0]["teacher"] = {
+        "class_path": "subprocess.Popen", "init_args": {"args": ["touch", "pwned"]},
+    }  # fmt: skip
+    popen = tmp_path / "popen.yaml"
+    popen.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match="subprocess.Popen"):
+        parse_experiment([str(popen)])
+    assert not (tmp_path / "pwned").exists()
