@@ -48,6 +48,15 @@ class ModelRef:
     checkpoint: str | None = None
     teacher: str | None = None
 
+    def digest(self) -> str:
+        """What the model is, hashed: its file's content (a retrained student is another one)."""
+        from experiments.stages import digest, file_digest
+
+        source = self.checkpoint or self.teacher
+        if source and Path(source).is_file():
+            return file_digest(source)
+        return digest(self.teacher)
+
     @property
     def name(self) -> str:
         if self.checkpoint is not None:
@@ -97,7 +106,7 @@ def evaluate_models(
     rows: list[dict[str, Any]] = []
     predictions: dict[tuple[str, str], pd.DataFrame] = {}
     for model in models:
-        table = out / "scores" / f"{_slug(model.name)}.parquet"
+        table = out / "scores" / f"{_slug(model.name)}-{model.digest()}.parquet"
         summary = label_videos(_scorer(model), videos, table, batch_size, workers)
         if summary.failed:
             print(f"  {model.name}: {summary.failed} videos failed (error column of {table})")
