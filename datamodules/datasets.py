@@ -21,15 +21,12 @@ Paths are checked lexically (`..`, absolute paths): a symlinked folder inside th
 
 from __future__ import annotations
 
-import csv
 import inspect
-import io
 import math
 import numbers
 import os
 import re
 import warnings
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,16 +35,23 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from datamodules._label_files import (
+    DatasetError,
+    cell_text,
+    column,
+    mat_strings,
+    read_csv,
+    read_mat,
+    read_xlsx,
+    rel_path,
+    text_lines,
+)
 from datamodules.video_table import VIDEO_EXTENSIONS
 
 # A name without extension is completed in this order: the common containers first.
 _EXT_ORDER = (".mp4", ".mkv", ".webm", ".mov", ".avi")
 _EXT_ORDER += tuple(sorted(VIDEO_EXTENSIONS - set(_EXT_ORDER)))
 _EXT_RANK = {ext: i for i, ext in enumerate(_EXT_ORDER)}
-
-
-class DatasetError(ValueError):
-    """A dataset cannot be loaded; the message names the file or folder and says why."""
 
 
 class _Row(NamedTuple):
@@ -89,153 +93,19 @@ class LoadedDataset:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading label files
+# One reader per format. Each returns (rows, problems found while parsing).
 
 
-def _text(path: Path) -> str:
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DatasetError(f"{path}: cannot read ({err})") from err
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("latin-1")  # label files saved by older Windows tools
-
-
-def _lines(path: Path) -> list[tuple[str, str]]:
-    return [(f"line {i}", ln) for i, ln in enumerate(_text(path).splitlines(), 1) if ln.strip()]
-
-
-def _csv(path: Path) -> tuple[list[str], list[tuple[str, dict[str, str]]], str]:
-    """Header, rows as (where, {column: text}) and the delimiter: the commonest of , ; tab in the
-    first line. Rows whose cells are all empty (CVD2014's `;;;;;;;`) are skipped."""
-    text = _text(path)
-    first = next((ln for ln in text.splitlines() if ln.strip()), "")
-    delimiter = max(",;\t", key=first.count)
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter, skipinitialspace=True)
-    header: list[str] | None = None
-    rows = []
-    try:
-        for cells in reader:
-            cells = [c.strip() for c in cells]
-            if not any(cells):
-                continue
-            if header is None:
-                header = cells
-                continue
-            cells += [""] * (len(header) - len(cells))
-            rows.append((f"line {reader.line_num}", dict(zip(header, cells, strict=False))))
-    except csv.Error as err:
-        raise DatasetError(f"{path}: cannot read as CSV ({err})") from err
-    if header is None:
-        raise DatasetError(f"{path}: empty label file")
-    return header, rows, delimiter
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[\s_\-]", "", name).lower()  # "MOS full" == "MOSFull", "Realignment MOS" ...
-
-
-def _column(path: Path, header: Sequence[str], *wanted: str, required: bool = True) -> str | None:
-    """The header's name for the first of `wanted` it has, compared without case, spaces, _ or -."""
-    keys = {_key(h): h for h in reversed(header)}
-    for name in wanted:
-        if _key(name) in keys:
-            return keys[_key(name)]
-    if required:
-        raise DatasetError(
-            f"{path}: no {' or '.join(map(repr, wanted))} column (columns: {', '.join(header)})"
-        )
-    return None
-
-
-def _xlsx(path: Path, sheet: str) -> tuple[list[str], list[tuple[str, dict[str, object]]]]:
-    import openpyxl
-    from openpyxl.utils.exceptions import InvalidFileException
-
-    try:
-        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, InvalidFileException) as err:
-        raise DatasetError(f"{path}: cannot read as an .xlsx workbook ({err})") from err
-    try:
-        if sheet not in book.sheetnames:
-            raise DatasetError(f"{path}: no sheet {sheet!r} (sheets: {', '.join(book.sheetnames)})")
-        values = book[sheet].iter_rows(values_only=True)
-        header = [str(v).strip() if v is not None else "" for v in next(values, ())]
-        rows = [
-            (f"row {i}", dict(zip(header, cells, strict=False)))
-            for i, cells in enumerate(values, 2)
-            if any(c is not None and str(c).strip() for c in cells)
-        ]
-    finally:
-        book.close()
-    return header, rows
-
-
-def _mat(path: Path) -> dict[str, object]:
-    """A .mat file's variables, names lower-cased: MATLAB v5 through scipy, v7.3 through h5py."""
-    import scipy.io
-    from scipy.io.matlab import MatReadError
-
-    try:
-        data = scipy.io.loadmat(path)
-    except NotImplementedError:  # v7.3 is HDF5, which scipy leaves to h5py
-        return _mat73(path)
-    except (MatReadError, ValueError, TypeError, OSError) as err:
-        raise DatasetError(f"{path}: cannot read as a MATLAB .mat file ({err})") from err
-    return {k.lower(): v for k, v in data.items() if not k.startswith("__")}
-
-
-def _mat73(path: Path) -> dict[str, object]:
-    try:
-        import h5py
-    except ImportError:
-        raise DatasetError(
-            f"{path}: a MATLAB v7.3 (HDF5) file; reading it needs h5py (pip install h5py)"
-        ) from None
-
-    def value(node: h5py.Dataset) -> object:
-        data = node[()]
-        if h5py.check_dtype(ref=node.dtype) is not None:  # a cell array: references
-            return np.array([value(node.file[ref]) for ref in np.ravel(data)], dtype=object)
-        if node.attrs.get("MATLAB_empty"):
-            return ""
-        if node.attrs.get("MATLAB_class") in (b"char", "char"):
-            return "".join(map(chr, np.ravel(data)))  # UTF-16 code units, one string per vector
-        return np.ravel(data)
-
-    try:
-        with h5py.File(path, "r") as f:
-            return {k.lower(): value(f[k]) for k in f if isinstance(f[k], h5py.Dataset)}
-    except (OSError, KeyError, ValueError) as err:
-        raise DatasetError(f"{path}: cannot read as a MATLAB v7.3 file ({err})") from err
-
-
-def _mat_strings(value: object) -> list[str]:
-    """A cell array of strings (or a char matrix) as a list of str."""
-
-    def one(x: object) -> str:
-        while isinstance(x, np.ndarray):
-            if x.size == 0:
-                return ""
-            if x.dtype.kind == "U":
-                return "".join(x.ravel()).strip()
-            x = x.ravel()[0]
-        return str(x).strip()
-
-    arr = np.asarray(value)
-    if arr.dtype == object:  # a cell array
-        return [one(x) for x in arr.ravel()]
-    return [str(s).strip() for s in arr.ravel()]  # a char matrix, one name per row
+def _with_ext(name: str, ext: str) -> str:
+    return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name + ext
 
 
 def _read_mat_list(path: Path, names: str, scores: str) -> tuple[list[_Row], list[str]]:
-    data = _mat(path)
+    data = read_mat(path)
     for var in (names, scores):
         if var.lower() not in data:
             raise DatasetError(f"{path}: no {var!r} variable (variables: {', '.join(data)})")
-    listed = _mat_strings(data[names.lower()])
+    listed = mat_strings(data[names.lower()])
     mos = np.asarray(data[scores.lower()]).ravel()
     if len(listed) != len(mos):
         raise DatasetError(f"{path}: {len(listed)} names in {names!r} but {len(mos)} in {scores!r}")
@@ -243,41 +113,21 @@ def _read_mat_list(path: Path, names: str, scores: str) -> tuple[list[_Row], lis
     return [_Row(f"entry {i}", n, (n,), m) for i, (n, m) in pairs], []
 
 
-def _rel(name: str) -> str:
-    name = name.strip().replace("\\", "/")
-    return os.path.normpath(name).replace(os.sep, "/") if name else ""
-
-
-def _cell(value: object) -> str:
-    """A name cell as text: "" for an empty cell (None, or NaN from a parquet or workbook)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    return str(value).strip()
-
-
-def _with_ext(name: str, ext: str) -> str:
-    return name if Path(name).suffix.lower() in VIDEO_EXTENSIONS else name + ext
-
-
-# ---------------------------------------------------------------------------------------------
-# One reader per format. Each returns (rows, problems found while parsing).
-
-
 def _read_lsvq(path: Path) -> tuple[list[_Row], list[str]]:
     """LSVQ_whole_{train,test,test_1080p}.csv: `name` (no extension, e.g. `yfcc-batch1/747`) and
     `mos` among the patch columns; the video is `<root>/<name>.mp4`."""
-    header, rows, _ = _csv(path)
-    name, mos = _column(path, header, "name"), _column(path, header, "mos")
-    return [_Row(w, _rel(r[name]), (_rel(r[name]),), r[mos]) for w, r in rows], []
+    header, rows, _ = read_csv(path)
+    name, mos = column(path, header, "name"), column(path, header, "mos")
+    return [_Row(w, rel_path(r[name]), (rel_path(r[name]),), r[mos]) for w, r in rows], []
 
 
 def _read_konvid(path: Path) -> tuple[list[_Row], list[str]]:
     """KoNViD_1k_mos.csv (`flickr_id, mos`; video `<flickr_id>.mp4`) or KoNViD_1k_attributes.csv
     (`flickr_id, ..., file_name, MOS, ...`; older copies name the video `file_name`). The id is the
     flickr_id either way."""
-    header, rows, _ = _csv(path)
-    flickr, mos = _column(path, header, "flickr_id"), _column(path, header, "mos")
-    file = _column(path, header, "file_name", required=False)
+    header, rows, _ = read_csv(path)
+    flickr, mos = column(path, header, "flickr_id"), column(path, header, "mos")
+    file = column(path, header, "file_name", required=False)
     out = []
     for where, r in rows:
         names = (r[file], r[flickr]) if file and r[file] else (r[flickr],)
@@ -291,13 +141,13 @@ def _read_youtube_ugc(path: Path, sheet: str = "MOS") -> tuple[list[_Row], list[
     `.mkv`) or the H.264 transcode `<vid>_crf_10_ss_00_t_20.0.mp4`, in any folder under the root;
     where a copy holds both, choose with `videos=` (e.g. "original_videos_h264")."""
     if path.suffix.lower() in (".xlsx", ".xlsm"):
-        header, rows = _xlsx(path, sheet)
+        header, rows = read_xlsx(path, sheet)
     else:
-        header, rows, _ = _csv(path)
-    vid, mos = _column(path, header, "vid"), _column(path, header, "MOS full")
+        header, rows, _ = read_csv(path)
+    vid, mos = column(path, header, "vid"), column(path, header, "MOS full")
     out = []
     for where, r in rows:
-        v = _cell(r[vid])
+        v = cell_text(r[vid])
         out.append(_Row(where, v, (v, f"{v}_crf_10_ss_00_t_20.0"), r[mos]))
     return out, []
 
@@ -316,12 +166,12 @@ def _read_live_yt_gaming(path: Path) -> tuple[list[_Row], list[str]]:
 def _read_kvq(path: Path) -> tuple[list[_Row], list[str]]:
     """train_data.csv / truth.csv: a header (`filename, score`), then the relative path (e.g.
     `train/0001.mp4`) and the score; without those header names, the first two columns."""
-    header, rows, _ = _csv(path)
+    header, rows, _ = read_csv(path)
     if len(header) < 2:
         raise DatasetError(f"{path}: expected two columns, filename and score (got {header})")
-    name = _column(path, header, "filename", required=False) or header[0]
-    mos = _column(path, header, "score", required=False) or header[1]
-    return [_Row(w, _rel(r[name]), (_rel(r[name]),), r[mos]) for w, r in rows], []
+    name = column(path, header, "filename", required=False) or header[0]
+    mos = column(path, header, "score", required=False) or header[1]
+    return [_Row(w, rel_path(r[name]), (rel_path(r[name]),), r[mos]) for w, r in rows], []
 
 
 WATERLOO_PATTERN = "{encoder}_{video}_{resolution}_{level}"
@@ -332,7 +182,7 @@ def _read_waterloo(path: Path, pattern: str = WATERLOO_PATTERN) -> tuple[list[_R
     blank separated). The file name is `pattern` filled with those fields (any video extension);
     the default naming is NOT verified against a real copy: set `pattern` to match yours."""
     rows, problems = [], []
-    for where, line in _lines(path):
+    for where, line in text_lines(path):
         parts = [p.strip() for p in (line.split(",") if "," in line else line.split())]
         if len(parts) != 5:
             problems.append(
@@ -342,7 +192,7 @@ def _read_waterloo(path: Path, pattern: str = WATERLOO_PATTERN) -> tuple[list[_R
             continue
         encoder, video, resolution, level, mos = parts
         try:
-            name = _rel(pattern.format(encoder=encoder, video=video, resolution=resolution,
+            name = rel_path(pattern.format(encoder=encoder, video=video, resolution=resolution,
                                        level=level))  # fmt: skip
         except (KeyError, IndexError, ValueError) as err:
             raise DatasetError(
@@ -357,10 +207,10 @@ def _read_cvd2014(path: Path) -> tuple[list[_Row], list[str]]:
     blank `;;;;;;;` rows, columns `File_name` (e.g. `Test01_City_D01`), `Realignment MOS` and
     `Content`; the video is `Test<n>/<Content>/<File_name>.avi`, found by name wherever it is. A
     plain CSV of `File_name, MOS` also reads."""
-    header, rows, delimiter = _csv(path)
-    name = _column(path, header, "File_name")
-    mos = _column(path, header, "Realignment MOS", "MOS")
-    content = _column(path, header, "Content", required=False)
+    header, rows, delimiter = read_csv(path)
+    name = column(path, header, "File_name")
+    mos = column(path, header, "Realignment MOS", "MOS")
+    content = column(path, header, "Content", required=False)
     out = []
     for where, r in rows:
         file = _with_ext(r[name], ".avi")
@@ -377,12 +227,12 @@ def _read_cvd2014(path: Path) -> tuple[list[_Row], list[str]]:
 def _read_labels_txt(path: Path) -> tuple[list[_Row], list[str]]:
     """DOVER / FAST-VQA labels.txt: `relative/path.mp4, a, t, score` per line."""
     rows, problems = [], []
-    for where, line in _lines(path):
+    for where, line in text_lines(path):
         parts = [p.strip() for p in line.split(",")]
         if len(parts) != 4:
             problems.append(f"{path}: {where}: expected 'path, a, t, score': {line!r}; left out")
             continue
-        rows.append(_Row(where, _rel(parts[0]), (_rel(parts[0]),), parts[3]))
+        rows.append(_Row(where, rel_path(parts[0]), (rel_path(parts[0]),), parts[3]))
     return rows, problems
 
 
@@ -404,10 +254,13 @@ def _read_generic(
         records = frame.set_axis(header, axis=1).to_dict("records")
         rows = [(f"row {i}", r) for i, r in enumerate(records, 1)]
     else:
-        header, rows, _ = _csv(path)
-    name = _column(path, header, *([path_column] if path_column else _PATH_COLUMNS))
-    mos = _column(path, header, *([mos_column] if mos_column else _MOS_COLUMNS))
-    return [_Row(w, _rel(_cell(r[name])), (_rel(_cell(r[name])),), r[mos]) for w, r in rows], []
+        header, rows, _ = read_csv(path)
+    name = column(path, header, *([path_column] if path_column else _PATH_COLUMNS))
+    mos = column(path, header, *([mos_column] if mos_column else _MOS_COLUMNS))
+    return [
+        _Row(w, rel_path(cell_text(r[name])), (rel_path(cell_text(r[name])),), r[mos])
+        for w, r in rows
+    ], []
 
 
 DATASETS: dict[str, DatasetSpec] = {
