@@ -10,10 +10,7 @@ experiment file holds only what differs from these defaults.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -344,16 +341,11 @@ def set_key(config: dict[str, Any], key: str, value: Any, source: str | None = N
 
 def config_hash(config: Namespace | dict[str, Any]) -> str:
     """A short stable hash of a resolved config (for tags and for finding finished trials)."""
-    data = config.as_dict() if isinstance(config, Namespace) else config
-    text = json.dumps(data, sort_keys=True, default=str)
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
+    from experiments.stages import digest
+
+    return digest(config.as_dict() if isinstance(config, Namespace) else config)[:12]
 
 
 def dump_config(config: Namespace) -> str:
     """The resolved config as YAML (what `--print_config` prints and MLflow keeps)."""
     return experiment_parser().dump(config)
-
-
-def main_print_config(args: Sequence[str]) -> None:
-    namespace, _ = parse_experiment(args)
-    sys.stdout.write(dump_config(namespace))

@@ -22,6 +22,7 @@ import itertools
 import json
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -178,8 +179,6 @@ def _run_parallel(pending, parent, tracking_uri, parallel: int, overrides) -> No
                 if process.returncode != 0:
                     failed.append(trial.name)
         if running:
-            import time
-
             time.sleep(1)
     if failed:
         raise RuntimeError(f"trials failed: {', '.join(failed)} (see their run.log)")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,13 @@ def _resumable(checkpoint: Path) -> str | None:
         return None
     if zipfile.is_zipfile(checkpoint):
         return str(checkpoint)
-    checkpoint.replace(checkpoint.with_suffix(".broken"))
+    broken = checkpoint.with_suffix(".broken")
+    checkpoint.replace(broken)
+    warnings.warn(
+        f"{checkpoint}: not a whole checkpoint (cut short by a kill?); kept as {broken.name}, "
+        "training starts this round over",
+        stacklevel=2,
+    )
     return None
 
 

@@ -120,3 +120,16 @@ def test_optimiser_groups_and_schedule() -> None:
     assert warmup_cosine(9, 100, 0.1) == pytest.approx(1.0)
     assert warmup_cosine(55, 100, 0.1) == pytest.approx(0.5)
     assert warmup_cosine(100, 100, 0.1, min_ratio=0.1) == pytest.approx(0.1)
+
+
+def test_a_checkpoint_cut_short_by_a_kill_is_set_aside_and_named(tmp_path: Path, ladder) -> None:
+    _, pairs = ladder
+    out = tmp_path / "s.safetensors"
+    folder = tmp_path / "s.lightning"
+    folder.mkdir()
+    (folder / "last.ckpt").write_bytes(b"PK\x03\x04 half a zip")
+    student = CompactStudent(**STUDENT, feature_cache=str(tmp_path / "features"))
+    with pytest.warns(UserWarning, match=r"last\.ckpt: not a whole checkpoint.*last\.broken"):
+        result = train_student(student, OrderedProbit(), [pairs], out, steps=3, batch_size=4,
+                               workers=0, checkpoint_every=2)  # fmt: skip
+    assert result.steps == 3 and out.is_file()  # started over, finished
