@@ -104,13 +104,13 @@ def run_experiment(
     return results
 
 
-def usable_store(tracking_uri: str | None, fallback: bool = False) -> str:
+def usable_store(tracking_uri: str | None, fallback: bool = False, timeout: float = 30.0) -> str:
     """The tracking store to log to, checked now; with `fallback`, the local default store when
     the one asked for does not answer (said on the console)."""
     from experiments.tracking import DEFAULT_TRACKING_URI, StoreError, check_store
 
     try:
-        return check_store(tracking_uri)
+        return check_store(tracking_uri, timeout)
     except StoreError as err:
         if not fallback or (tracking_uri or DEFAULT_TRACKING_URI) == DEFAULT_TRACKING_URI:
             raise

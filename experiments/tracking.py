@@ -87,9 +87,10 @@ class StoreError(RuntimeError):
     """The tracking store cannot be used; the message names it, says why and what to do."""
 
 
-def check_store(tracking_uri: str | None, timeout: float = 5.0) -> str:
+def check_store(tracking_uri: str | None, timeout: float = 30.0) -> str:
     """The store's URI once it answers within `timeout` seconds: a server's REST API, or a
-    sqlite file that is writable and not locked; else StoreError (before any heavy work)."""
+    sqlite file that is writable and not locked; else StoreError (before any heavy work). The
+    wait is long enough for parallel trials that write to one sqlite file at the same time."""
     import sqlite3
 
     uri = tracking_uri or DEFAULT_TRACKING_URI

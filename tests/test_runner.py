@@ -263,12 +263,13 @@ def test_a_locked_store_is_named_and_the_fallback_logs_locally(tmp_path, monkeyp
     holder.execute("BEGIN EXCLUSIVE")  # another process writing, for as long as it likes
     try:
         with pytest.raises(StoreError, match=r"locked\.db cannot be written \(database is locked"):
-            usable_store(f"sqlite:///{db}")
+            usable_store(f"sqlite:///{db}", timeout=1.0)
     finally:
         holder.rollback()
         holder.close()
     monkeypatch.chdir(tmp_path)  # the local store is made in the working directory
-    assert usable_store("http://127.0.0.1:9", fallback=True) == "sqlite:///mlruns/mlflow.db"
+    local = usable_store("http://127.0.0.1:9", fallback=True, timeout=1.0)
+    assert local == "sqlite:///mlruns/mlflow.db"
     assert (tmp_path / "mlruns" / "mlflow.db").is_file()
 
 
