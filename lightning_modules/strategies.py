@@ -1,7 +1,7 @@
 """DeepSpeed ZeRO-2/3 for the trainer, on GPUs and, through a thin subclass, on CPU.
 
 `zero_strategy(stage, offload)` is what a config names: on GPUs it is Lightning's own
-`DeepSpeedStrategy`; on CPU (tests, laptops) it is `CPUDeepSpeedStrategy`, which lets the same
+`DeepSpeedStrategy` (as `ZeroStrategy`, which only cleans up after itself); on CPU (tests, laptops) it is `CPUDeepSpeedStrategy`, which lets the same
 ZeRO code run over gloo. Precision (`bf16-mixed`) stays a trainer setting, as with any strategy.
 `convert_zero_checkpoint` turns the folder of shards that a ZeRO run saves into one student file.
 
@@ -18,6 +18,13 @@ What `CPUDeepSpeedStrategy` changes in Lightning's `DeepSpeedStrategy`, and why 
   compares with 0 and fails on (TypeError). The subclass shows DeepSpeed index 0 for the length of
   that call; `CPU_Accelerator.set_device` ignores it and every rank keeps its real rank and world
   size, which DeepSpeed reads from the process group.
+- DeepSpeed's ZeRO-3 (0.19 on) replaces `torch.nn.functional.linear` for the whole process with
+  its memory-efficient wrapper as soon as a model is sharded, and never restores it. That wrapper
+  rounds differently (matmul, then `+= bias`, where torch fuses them), and it stays in force for
+  everything that runs later in the process: plain fits, scoring, 4-bit bitsandbytes teachers
+  (whose kernels it breaks). On CPU the subclass turns it off (`memory_efficient_linear: false`,
+  so ZeRO-3 takes the very steps of plain training); on every ZeRO strategy, `teardown` puts torch's
+  own function back (see `ZeroStrategy`).
 - DeepSpeed's `TorchBackend` compiles a shared-memory all-reduce op (`deepspeed_shm_comm`) on the
   first CPU run, about 100 s on two cores, and uses it only for inference all-reduce (tensor
   parallel inference). The subclass marks it unavailable, so training uses plain gloo collectives
@@ -50,7 +57,28 @@ from lightning_modules.checkpoints import (
 _SHM_OP = "deepspeed_shm_comm"  # DeepSpeed's name for the op builder (ShareMemCommBuilder.NAME)
 
 
-class CPUDeepSpeedStrategy(DeepSpeedStrategy):
+class ZeroStrategy(DeepSpeedStrategy):
+    """Lightning's DeepSpeed strategy that leaves `torch.nn.functional.linear` as it found it.
+
+    ZeRO-3 swaps in DeepSpeed's memory-efficient linear process-wide (it keeps only the sharded
+    weight for backward, which matters for a 7B student); the swap is wanted during training and
+    nowhere after it, so `teardown` undoes it."""
+
+    def teardown(self) -> None:
+        super().teardown()
+        restore_torch_linear()
+
+
+def restore_torch_linear() -> None:
+    """Undo DeepSpeed's process-wide swap of `torch.nn.functional.linear`, if it made one."""
+    from deepspeed.runtime.zero.partition_parameters import InsertPostInitMethodToModuleSubClasses
+
+    original = getattr(InsertPostInitMethodToModuleSubClasses, "linear_bk", None)
+    if original is not None:
+        torch.nn.functional.linear = original
+
+
+class CPUDeepSpeedStrategy(ZeroStrategy):
     """Lightning's DeepSpeed strategy on CPU processes over gloo (see the module docstring)."""
 
     def setup_environment(self) -> None:
@@ -108,10 +136,13 @@ def zero_strategy(
         )
     if cpu is None:
         cpu = not torch.cuda.is_available()
-    cls = CPUDeepSpeedStrategy if cpu else DeepSpeedStrategy
+    cls = CPUDeepSpeedStrategy if cpu else ZeroStrategy
     strategy = cls(
         stage=stage, offload_optimizer=offload, offload_parameters=offload and stage == 3, **kwargs
     )
+    if cpu:
+        # torch's fused linear, so a CPU run takes the very steps of plain training (docstring)
+        strategy.config["zero_optimization"]["memory_efficient_linear"] = False
     if offload:
         # The LightningModule's own optimiser (torch AdamW) steps on the offloaded CPU state;
         # DeepSpeed refuses a client optimiser with offload unless told this is intended.

@@ -1,10 +1,47 @@
-"""The embedded sample corpus at its smallest, for tests that need its real splits."""
+"""The embedded sample corpus at its smallest, for tests that need its real splits, and the
+digests that pin its bytes (`python -m tests.corpus` rewrites them after an intended change)."""
 
 from __future__ import annotations
 
-from datamodules.sample_corpus import CorpusConfig
+import hashlib
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from datamodules.sample_corpus import SPLITS, CorpusConfig, build_sample_corpus
 
 SMALL = CorpusConfig(
     cuts_per_asset=1, renditions_per_clip=1, labeled_per_asset=2, test_cuts_per_asset=1,
     test_renditions=1,
 )  # fmt: skip
+DIGESTS = Path(__file__).parent / "data" / "small_corpus_digests.json"
+
+
+def corpus_digests(out: Path) -> dict[str, dict[str, str]]:
+    """Per clip of a built corpus: the SHA-256 of its stored video and its VMAF to 3 decimals
+    (VMAF is a float sum over frames; 3 decimals are far above its rounding, far below a change)."""
+    digests = {}
+    for split in SPLITS:
+        for row in pd.read_parquet(out / f"{split}.parquet").itertuples():
+            video = hashlib.sha256((out / row.path).read_bytes()).hexdigest()
+            vmaf = "nan" if pd.isna(row.vmaf) else f"{row.vmaf:.3f}"
+            digests[row.path] = {"sha256": video, "vmaf": vmaf, "distortions": row.distortions}
+    return dict(sorted(digests.items()))
+
+
+def main() -> None:
+    """Build the small corpus afresh and write its digests to tests/data/."""
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = build_sample_corpus(tmp, SMALL)
+        if summary["failed"]:
+            sys.exit(f"the corpus build failed for {summary['failed']}")
+        DIGESTS.parent.mkdir(exist_ok=True)
+        DIGESTS.write_text(json.dumps(corpus_digests(Path(tmp)), indent=1) + "\n")
+    print(f"wrote {DIGESTS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -57,14 +57,23 @@ def test_rejects_bad_options(tiny_vlm: Path) -> None:
         QAlignTeacher(str(tiny_vlm), quantization="8bit")  # type: ignore[arg-type]
 
 
-def test_4bit_loads_linear4bit_and_scores(tiny_vlm: Path, clip: VideoItem) -> None:
+@pytest.mark.parametrize("avx512bf16", [False, True])
+def test_4bit_loads_linear4bit_and_scores(
+    tiny_vlm: Path, clip: VideoItem, avx512bf16: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both of bitsandbytes' CPU paths, whatever this machine's CPU: on CPUs with AVX512-BF16
+    (0.49 on) it repacks each 4-bit weight at the first forward, which a layer narrower than one
+    quantisation block (64 inputs) cannot survive."""
     pytest.importorskip("bitsandbytes")
     pytest.importorskip("accelerate")
     import bitsandbytes as bnb
 
+    monkeypatch.setattr(bnb.nn.modules, "has_avx512bf16", lambda: avx512bf16)
     teacher = QAlignTeacher(str(tiny_vlm), frames=4, quantization="4bit", dtype="float32")
     layers = [m for m in teacher.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
     assert layers, "no bitsandbytes Linear4bit layers after 4-bit loading"
     assert layers[0].weight.quant_state.quant_type == "nf4"
     score = teacher.score_native(clip)
     assert np.isfinite(score) and 0.0 <= score <= 1.0
+    repacked = getattr(layers[0].weight.quant_state, "packing_format_for_cpu", False)
+    assert repacked == avx512bf16

@@ -82,10 +82,12 @@ def build_tiny_llava_onevision(
         vision_feature_select_strategy="full",
         chat_template=CHAT_TEMPLATE,
     )
+    # Widths of 64 and up: bitsandbytes quantises 4-bit weights in blocks of 64 inputs, and its
+    # AVX512-BF16 CPU path (0.49 on) cannot repack a narrower layer ("shape '[32, 0]' is invalid").
     text = Qwen2Config(**{
         "vocab_size": len(tokenizer),
-        "hidden_size": 32,
-        "intermediate_size": 64,
+        "hidden_size": 64,
+        "intermediate_size": 128,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
         "num_key_value_heads": 1,
@@ -95,8 +97,8 @@ def build_tiny_llava_onevision(
     vision = SiglipVisionConfig(**{
         "image_size": image_size,
         "patch_size": patch,
-        "hidden_size": 32,
-        "intermediate_size": 64,
+        "hidden_size": 64,
+        "intermediate_size": 128,
         "num_hidden_layers": 2,
         "num_attention_heads": 2,
         "vision_use_head": False,  # as LLaVA-OneVision's SigLIP: its pooling head is never used
