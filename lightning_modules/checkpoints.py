@@ -97,10 +97,14 @@ def rebuild_student(
     """`create_student` from `spec`, then its weights from `state`; errors name `source`."""
     try:
         student = create_student(spec["name"], **{**spec["args"], **overrides})
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError) as err:
         reason = f"cannot rebuild student {spec.get('name')!r}: {err}"
         raise CheckpointError(source, reason) from err
-    missing, unexpected = student.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = student.load_state_dict(state, strict=False)
+    except RuntimeError as err:  # a weight of another shape: another representation or size
+        reason = f"weights do not fit student {spec['name']!r} as its spec builds it: {err}"
+        raise CheckpointError(source, reason.replace("\n", " ")) from err
     if missing or unexpected:
         raise CheckpointError(
             source, f"weights do not fit student {spec['name']!r}: missing {missing[:3]}, "

