@@ -37,7 +37,7 @@ from lightning_modules.students.compact import CompactStudent
 REPRESENTATIONS: dict[str, dict] = {
     "last layer, 224 crop (pooled)": {"representation": "pooled"},
     "stage statistics, native": {"representation": "stage_stats"},
-    "stage statistics, 224 crop": {"representation": "stage_stats", "max_side": 224},
+    "stage statistics, long side 224": {"representation": "stage_stats", "max_side": 224},
 }
 TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the quickstart's four
 SETS = ("train_labeled", "test_in_domain", "test_ood")

@@ -42,6 +42,22 @@ class ConsecutiveFrames:
 
 
 @dataclass(frozen=True)
+class SpreadAndRun:
+    """`n` frames spread evenly over the video, then `run` consecutive frames from its middle.
+
+    The spread frames feed the spatial features, the run the temporal ones (a frozen frame can
+    only be seen between neighbours). On a short clip the two overlap and are decoded once."""
+
+    n: int = 8
+    run: int = 24
+
+    def indices(self, info: VideoInfo) -> np.ndarray:
+        start = max(info.num_frames - self.run, 0) // 2
+        middle = ConsecutiveFrames(self.run, start).indices(info)
+        return np.concatenate([UniformFrames(self.n).indices(info), middle])  # (n + run,)
+
+
+@dataclass(frozen=True)
 class RandomClip:
     """A clip of `n` frames every `stride`-th, starting at a position drawn from `seed`."""
 

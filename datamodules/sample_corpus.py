@@ -6,6 +6,8 @@ Splits (each a parquet table, and a DOVER-style `labels.txt` where there are lab
   (pair-generation) distortions: the stand-in for unlabelled web videos.
 - `train_labeled`: VMAF-labelled clips of the pool's content (other cuts, other renditions): the
   stand-in for the human-labelled set (LSVQ) that the paper's weak teachers were trained on.
+- `validation`: VMAF-labelled clips like `train_labeled` (the pool's content, other cuts), which
+  no teacher is fitted on and no student trains on: where a recipe's settings are chosen.
 - `test_in_domain`: VMAF-labelled; content held out from the pool; the pool's distortion families.
 - `test_ood`: VMAF-labelled; the same held-out content; only the simulator's extra families, which
   neither the pool nor default pair generation uses.
@@ -38,7 +40,7 @@ from datamodules.video_reader import VideoReader
 from datamodules.vmaf import compute_vmaf
 
 CORPUS_VERSION = 1  # bump when a change here alters the clips a recipe makes
-SPLITS = ("pool", "train_labeled", "test_in_domain", "test_ood")
+SPLITS = ("pool", "train_labeled", "validation", "test_in_domain", "test_ood")
 # Content held out of the pool and of train_labeled: one real video and four photographs.
 HELD_OUT = ("carphone", "chelsea", "coffee", "flower", "grace_hopper")
 UNLABELLABLE = ("jitter",)  # distortions VMAF cannot judge (see _recipes)
@@ -65,6 +67,8 @@ class CorpusConfig:
     """Degraded renditions of each pool clip besides the clean one."""
     labeled_per_asset: int = 4
     """train_labeled clips per pool asset (one clean, the rest degraded)."""
+    validation_per_asset: int = 4
+    """validation clips per pool asset (one clean, the rest degraded)."""
     test_cuts_per_asset: int = 2
     """Clean clips per held-out asset in each test split."""
     test_renditions: int = 4
@@ -176,6 +180,12 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
                 yield make(split, asset, cut)
                 for _ in range(config.test_renditions):
                     yield make(split, asset, cut, _random_chain(rng, families, max_steps=2))
+    # Drawn last, so that adding the split left every earlier clip as it was.
+    for asset in pool_assets:
+        for k in range(config.validation_per_asset):
+            chain = () if k == 0 else _random_chain(rng, labelled, max_steps=3)
+            cut = config.cuts_per_asset + config.labeled_per_asset + k
+            yield make("validation", asset, cut, chain)
 
 
 def _random_chain(rng: np.random.Generator, types: list, max_steps: int) -> tuple:

@@ -101,3 +101,41 @@ def results_table(rows: Iterable[Mapping[str, Any]], metric: str = "srcc") -> pd
     frame["cell"] = frame.apply(cell, axis=1)
     table = frame.pivot_table(index="model", columns="set", values="cell", aggfunc="last")
     return table.reindex(index=models, columns=sets).rename_axis(index=None, columns=None)
+
+
+def verdict(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per set: did the last round's student beat its weak teachers? Its SRCC minus the best single
+    teacher's and minus the weak ensemble's (round 1's, before any student joined), with names."""
+    frame = pd.DataFrame(list(rows))
+    students = frame[frame.model.str.startswith("student:") & (frame["round"] > 0)]
+    if students.empty:
+        return []
+    last = students[students["round"] == students["round"].max()]
+    out = []
+    for row in last.itertuples():
+        teachers = frame[(frame.set == row.set) & frame.model.str.startswith("teacher:")]
+        ensemble = frame[(frame.set == row.set) & (frame.model == "ensemble")]
+        best = teachers.loc[teachers.srcc.idxmax()] if teachers.srcc.notna().any() else None
+        entry: dict[str, Any] = {"set": row.set, "student": row.model, "srcc": row.srcc}
+        if best is not None:
+            entry |= {"best_teacher": best.model, "best_teacher_srcc": best.srcc,
+                      "minus_best_teacher": row.srcc - best.srcc}  # fmt: skip
+        if len(ensemble):
+            entry |= {"ensemble_srcc": ensemble.srcc.iloc[0],
+                      "minus_ensemble": row.srcc - ensemble.srcc.iloc[0]}  # fmt: skip
+        out.append(entry)
+    return out
+
+
+def verdict_lines(entries: Iterable[Mapping[str, Any]]) -> list[str]:
+    """One printable line per set of `verdict`'s entries."""
+    lines = []
+    for e in entries:
+        parts = [f"{e['set']}: {e['student']} SRCC {e['srcc']:.3f}"]
+        if "best_teacher" in e:
+            parts.append(f"{e['minus_best_teacher']:+.3f} vs the best teacher "
+                         f"({e['best_teacher']} {e['best_teacher_srcc']:.3f})")  # fmt: skip
+        if "ensemble_srcc" in e:
+            parts.append(f"{e['minus_ensemble']:+.3f} vs the ensemble ({e['ensemble_srcc']:.3f})")
+        lines.append(", ".join(parts))
+    return lines

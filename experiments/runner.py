@@ -32,7 +32,7 @@ from datamodules._faults import kill_point
 from datamodules._io import atomic_write
 from datamodules.video_table import load_labelled_videos, load_videos, pair_table_videos
 from experiments.config import Experiment, TeacherEntry, config_hash, dump_config
-from experiments.evaluation import evaluate, results_table
+from experiments.evaluation import evaluate, results_table, verdict, verdict_lines
 from experiments.stages import StageLog, digest, file_digest, single_process
 
 STUDENT = "student"
@@ -178,8 +178,13 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
         table = results_table(rows)
         print("\nSRCC / PLCC (raw predictions; RMSE after a logistic fit is in results.json)")
         print(table.to_string())
-    return {"name": exp.name, "rows": rows, "final_checkpoint": str(student_file),
-            "output_dir": str(ctx.out), "skipped_videos": skipped}  # fmt: skip
+    judged = verdict(rows)
+    if ctx.log.rank == 0 and judged:
+        print("\nweak-to-strong verdict (the last round's student against its weak teachers):")
+        print("\n".join("  " + line for line in verdict_lines(judged)))
+    return {"name": exp.name, "rows": rows, "verdict": judged,
+            "final_checkpoint": str(student_file), "output_dir": str(ctx.out),
+            "skipped_videos": skipped}  # fmt: skip
 
 
 def _skipped_report(ctx: RunContext, videos: pd.DataFrame) -> int:

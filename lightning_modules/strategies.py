@@ -1,7 +1,8 @@
 """DeepSpeed ZeRO-2/3 for the trainer, on GPUs and, through a thin subclass, on CPU.
 
 `zero_strategy(stage, offload)` is what a config names: on GPUs it is Lightning's own
-`DeepSpeedStrategy` (as `ZeroStrategy`, which only cleans up after itself); on CPU (tests, laptops) it is `CPUDeepSpeedStrategy`, which lets the same
+`DeepSpeedStrategy` (as `ZeroStrategy`, which only cleans up after itself); on CPU (tests,
+laptops) it is `CPUDeepSpeedStrategy`, which lets the same
 ZeRO code run over gloo. Precision (`bf16-mixed`) stays a trainer setting, as with any strategy.
 `convert_zero_checkpoint` turns the folder of shards that a ZeRO run saves into one student file.
 

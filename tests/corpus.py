@@ -15,7 +15,7 @@ from datamodules.sample_corpus import SPLITS, CorpusConfig, build_sample_corpus
 
 SMALL = CorpusConfig(
     cuts_per_asset=1, renditions_per_clip=1, labeled_per_asset=2, test_cuts_per_asset=1,
-    test_renditions=1,
+    test_renditions=1, validation_per_asset=1,
 )  # fmt: skip
 DIGESTS = Path(__file__).parent / "data" / "small_corpus_digests.json"
 

@@ -21,7 +21,8 @@ def test_small_corpus_matches_the_digests_in_the_repo(small_corpus: tuple[Path, 
                for path in expected for what in ("sha256", "vmaf")
                if found[path][what] != expected[path][what]]  # fmt: skip
     assert not changed, (
-        f"{len(changed)} of {2 * len(expected)} digests changed:\n" + "\n".join(changed)
+        f"{len(changed)} of {2 * len(expected)} digests changed:\n"
+        + "\n".join(changed)
         + f"\nIf the change is intended (and the lock is what you meant), rewrite {DIGESTS.name}"
         " with `python -m tests.corpus` and say why in the commit."
     )

