@@ -37,6 +37,7 @@ from lightning_modules.students.compact import CompactStudent
 REPRESENTATIONS: dict[str, dict] = {
     "last layer, 224 crop (pooled)": {"representation": "pooled"},
     "stage statistics, native": {"representation": "stage_stats"},
+    "stage statistics + 8-frame run, native": {"representation": "stage_stats", "temporal_run": 8},
     "stage statistics, long side 224": {"representation": "stage_stats", "max_side": 224},
 }
 TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the quickstart's four
@@ -70,7 +71,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="data/sample")
     parser.add_argument("--scores", default="data/cache/scores")
-    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=4, help="spread frames (the quickstart's)")
     args = parser.parse_args()
     corpus = Path(args.corpus)
     if not (corpus / "pool.parquet").is_file():
