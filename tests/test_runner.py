@@ -133,7 +133,14 @@ def test_a_rerun_skips_every_stage_and_gives_the_same_rows(finished, capsys) -> 
     made = stages[~stages.skipped & ~stages.stage.str.startswith("score with")]
     assert made.empty, made
     assert again["rows"] == results["rows"]
-    assert "student:round2" in capsys.readouterr().out  # the table is printed
+    printed = capsys.readouterr().out
+    assert "student:round2" in printed  # the table is printed, then the verdict per set
+    verdict = {v["set"]: v for v in again["verdict"]}
+    assert set(verdict) == {"ladder", "mild"} and verdict["mild"]["student"] == "student:round2"
+    rows = pd.DataFrame(again["rows"]).set_index(["model", "set"]).srcc
+    best = max(rows["teacher:blur", "mild"], rows["teacher:blockiness", "mild"])
+    assert verdict["mild"]["minus_best_teacher"] == rows["student:round2", "mild"] - best
+    assert f"mild: student:round2 SRCC {rows['student:round2', 'mild']:.3f}" in printed
 
 
 def test_overrides_reach_the_config_and_wrong_keys_fail_before_work(ladder, tmp_path) -> None:
