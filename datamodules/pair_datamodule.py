@@ -1,8 +1,12 @@
 """The pair stream: pair tables (parquet) -> batches of decoded, transformed video pairs.
 
 Memory stays flat as the pool grows: the tables are read in record batches, never whole, and
-shuffling uses a bounded buffer. Each (rank, worker) takes every k-th row, k = ranks x workers, so
-DDP ranks and loader workers see disjoint shares that together cover each table once per epoch.
+shuffling uses a bounded buffer. The tables are interleaved at random (each position of an epoch
+draws its table in proportion to the rows that table has), so a buffer shuffle over tables read
+one after another cannot spend a short run on the first table alone: a round that trains fewer
+steps than an epoch still sees ensemble, synthetic and hard pairs in their proportions.
+Each (rank, worker) takes every k-th row, k = ranks x workers, so DDP ranks and loader workers
+see disjoint shares that together cover each table once per epoch.
 A pair whose video cannot be decoded is skipped and counted: each sample carries `skipped`, the
 number of pairs its worker dropped since its previous sample, and a batch carries their sum.
 
@@ -105,13 +109,22 @@ class PairStream(IterableDataset):
         return rank * workers + role, world * workers
 
     def _rows(self, shard: int, shards: int) -> Iterator[dict[str, Any]]:
-        index = 0
-        for table in self.tables:
-            for batch in pq.ParquetFile(table).iter_batches(batch_size=1024, columns=_COLUMNS):
-                for row in batch.to_pylist():
-                    if index % shards == shard:
-                        yield row
-                    index += 1
+        # One interleaving per epoch, the same in every rank and worker (seeded without the
+        # shard), so that every k-th row of it is still a disjoint share.
+        counts = [pq.ParquetFile(t).metadata.num_rows for t in self.tables]
+        rng = np.random.default_rng([self.seed, self.epoch])
+        order = rng.permutation(np.repeat(np.arange(len(counts), dtype=np.int32), counts))
+        streams = [_table_rows(t) for t in self.tables]
+        for index, table in enumerate(order):
+            row = next(streams[table])
+            if index % shards == shard:
+                yield row
+
+
+def _table_rows(table: str) -> Iterator[dict[str, Any]]:
+    """The rows of one pair table in file order, read a record batch at a time."""
+    for batch in pq.ParquetFile(table).iter_batches(batch_size=1024, columns=_COLUMNS):
+        yield from batch.to_pylist()
 
 
 def _load(path: str, sampler: Sampler, prepare: Prepare, cached: Cached | None) -> Any:
