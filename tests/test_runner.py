@@ -44,7 +44,7 @@ def tiny_experiment(folder: Path, videos: pd.DataFrame, **changes) -> dict:
         "ensemble": {"pairs": [40, 20]},
         "synthetic": {"pairs": 6, "groups": {"spatial": 1.0}, "workers": 1},
         "iteration": {"hard_cases": {"n_gmad_pairs": 10}, "init": "continue"},
-        "training": {"steps": [6, 4], "batch_size": 4, "workers": 0,
+        "training": {"steps": [12, 8], "batch_size": 4, "workers": 0,
                      "optim": {"lr": 0.003}},
     }  # fmt: skip
     for key, value in changes.items():
