@@ -20,10 +20,16 @@ def load_trials(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(every results row with its seed, every verdict entry with its seed)."""
     rows, verdicts = [], []
     for results in sorted(folder.glob("*/results.json")):
-        data = json.loads(results.read_text())
-        config = (results.parent / "config.yaml").read_text()
-        seed = next(int(line.split(":")[1]) for line in config.splitlines()
-                    if line.startswith("seed:"))  # fmt: skip
+        try:
+            data = json.loads(results.read_text())
+            config = (results.parent / "config.yaml").read_text()
+            seed = next(int(line.split(":")[1]) for line in config.splitlines()
+                        if line.startswith("seed:"))  # fmt: skip
+        except (OSError, ValueError, StopIteration) as err:
+            reason = f"{type(err).__name__}: {err}"
+            raise SystemExit(
+                f"{results.parent}: not a finished trial ({reason}); re-run the sweep"
+            ) from err
         rows += [{**r, "seed": seed} for r in data["rows"]]
         verdicts += [{**v, "seed": seed} for v in data.get("verdict", [])]
     if not rows:

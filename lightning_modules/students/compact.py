@@ -212,7 +212,7 @@ class CompactStudent(Student):
                  self.weights, self.frames, self.size]  # fmt: skip
         if self.representation != "pooled":  # pooled keys as before: old caches stay valid
             parts += [self.representation, self.max_side]
-        if getattr(self, "temporal_run", 0):
+        if self.temporal_run:
             parts.append(("temporal_run", self.temporal_run))
         return hashlib.sha1(repr(parts).encode()).hexdigest()
 

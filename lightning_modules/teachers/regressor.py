@@ -462,7 +462,8 @@ class RegressorTeacher(TrainableTeacher):
         from lightning_modules.students.compact import CompactStudent
 
         spec = SimpleNamespace(backbone=BACKBONE, weights=self.weights, frames=self.frames,
-                               size=self.size, representation="pooled")  # fmt: skip
+                               size=self.size, representation="pooled",
+                               temporal_run=0)  # fmt: skip
         return Path(self.feature_cache) / f"{CompactStudent._cache_key(spec, path)}.npy"
 
     def _backbone(self):  # -> tuple[CompactStudent, torch.device]
