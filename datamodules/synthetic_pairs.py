@@ -11,11 +11,13 @@ hashes the source path, the distortion, the level, the seed and the simulator's 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -51,6 +53,11 @@ class SyntheticPairConfig:
     """Seed for sources, types, levels, pair order and the distortions' own randomness."""
     workers: int = 2
     """Processes rendering renditions."""
+    design: Literal["random", "ladder"] = "random"
+    """`random`: every pair is two random levels of one distortion of a random source (about two
+    renditions a pair); `ladder`: every level of one distortion of a source, and every pair
+    among them (a 5-level ladder gives 10 pairs from 5 renditions: five times the pairs for the
+    same rendering and feature time, and each rendition ranked against all its neighbours)."""
 
 
 def build_synthetic_pairs(
@@ -91,14 +98,30 @@ def plan_pairs(sources: pd.DataFrame, config: SyntheticPairConfig) -> pd.DataFra
     weights = np.array(list(config.groups.values()), dtype=np.float64)
     counts = _split(config.pairs, weights / weights.sum())
     ids = sources["video_id"].astype(str).to_numpy()
+    if config.design not in ("random", "ladder"):
+        raise ValueError(f"synthetic design must be 'random' or 'ladder', not {config.design!r}")
     rows = []
     for group, count in zip(config.groups, counts, strict=True):
         types = [d for d in DISTORTIONS.values() if d.family == group]
-        for _ in range(count):
+        made, used = 0, set()
+        while made < count:
             t = types[int(rng.integers(len(types)))]
-            a, b = rng.choice(len(t.levels), size=2, replace=False)
-            src = str(ids[int(rng.integers(len(ids)))])
-            rows.append((group, (src, t.name, int(a)), (src, t.name, int(b))))
+            if config.design == "random":  # the draws in this order: the same pairs as ever
+                level_pairs = [tuple(rng.choice(len(t.levels), size=2, replace=False))]
+                src = str(ids[int(rng.integers(len(ids)))])
+            else:  # every pair of the ladder, each in a random order, in a random sequence
+                src = str(ids[int(rng.integers(len(ids)))])
+                if (src, t.name) in used:  # a ladder once, until every one of the group is used
+                    if len(used) < len(ids) * len(types):
+                        continue
+                    used.clear()
+                used.add((src, t.name))
+                ladder = list(itertools.combinations(range(len(t.levels)), 2))
+                level_pairs = [ladder[i] for i in rng.permutation(len(ladder))]
+                level_pairs = [(b, a) if rng.random() < 0.5 else (a, b) for a, b in level_pairs]
+            for a, b in level_pairs[: count - made]:
+                rows.append((group, (src, t.name, int(a)), (src, t.name, int(b))))
+            made += min(len(level_pairs), count - made)
     return pd.DataFrame(rows, columns=["group", "first", "second"])
 
 

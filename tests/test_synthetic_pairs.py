@@ -75,3 +75,26 @@ def test_bad_config_is_rejected(sources: pd.DataFrame) -> None:
         plan_pairs(sources, SyntheticPairConfig(groups={"spatail": 1}))
     with pytest.raises(ValueError, match="no source videos"):
         plan_pairs(sources.iloc[:0], CONFIG)
+
+
+def test_ladders_pair_every_level_of_a_distortion_with_every_other(sources: pd.DataFrame) -> None:
+    """A ladder is every level of one distortion of one source, and all pairs among them, each in
+    a random order: many more pairs per rendition than random pairs give."""
+    config = SyntheticPairConfig(pairs=60, groups={"spatial": 1.0}, design="ladder")
+    plan = plan_pairs(sources, config)
+    assert len(plan) == 60
+    ladders = plan.groupby(plan["first"].map(lambda r: r[:2]))
+    levels = 5  # every spatial distortion has five
+    assert ladders.ngroups == 60 // (levels * (levels - 1) // 2)  # 6 ladders of 10 pairs
+    for (_, _), pairs in ladders:
+        pairs_as_sets = {frozenset((a[2], b[2])) for a, b in zip(pairs["first"], pairs["second"])}
+        assert len(pairs_as_sets) == len(pairs) == 10  # each pair of levels once
+        assert all(a[:2] == b[:2] for a, b in zip(pairs["first"], pairs["second"]))
+    milder_first = (plan["first"].map(lambda r: r[2]) < plan["second"].map(lambda r: r[2])).mean()
+    assert 0.25 < milder_first < 0.75  # both orders: a label never follows the position
+    renditions = {r for col in ("first", "second") for r in plan[col]}
+    random = plan_pairs(sources, SyntheticPairConfig(pairs=60, groups={"spatial": 1.0}))
+    # 6 ladders of 5 renditions; random pairs need more even among 2 sources' 50 renditions
+    assert len(renditions) == 30 < len({r for col in ("first", "second") for r in random[col]})
+    with pytest.raises(ValueError, match="'random' or 'ladder'"):
+        plan_pairs(sources, SyntheticPairConfig(design="stairs"))  # type: ignore[arg-type]
