@@ -3,6 +3,12 @@
 Each stage writes its output atomically and then a `OUTPUT.key` file beside it holding a hash of
 its inputs (config values and the content hashes of the files it read). A re-run with the same
 inputs finds the key and skips the stage; a killed run resumes at the first stage without one.
+
+While a stage is being made, `OUTPUT.key.pending` holds the key it is made for. Whatever a stage
+left behind for resuming (the output itself, a labelling job's `OUTPUT.parts/`, a training round's
+`OUTPUT-stem.lightning/` checkpoints) is kept for the same key only: made from other inputs (a
+changed student, other pairs), it is removed before the stage starts, so a labelling job never
+takes the old student's scores as done and a round never resumes another round's checkpoint.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -75,11 +82,16 @@ class StageLog:
             while not (_holds(keyfile, wanted) and out.exists()):  # rank 0 is making it
                 time.sleep(self.poll_seconds)
             return out
+        pending = out.with_name(out.name + ".key.pending")
         if self.rank == 0:
             keyfile.unlink(missing_ok=True)  # a crash inside `make` must not leave a valid key
+            if not _holds(pending, wanted):  # leftovers of other inputs are no head start
+                discard_leftovers(out)
+                atomic_write(pending, lambda p: p.write_text(wanted + "\n"))
         make(out)
         if self.rank == 0:
             atomic_write(keyfile, lambda p: p.write_text(wanted + "\n"))
+            pending.unlink(missing_ok=True)
         self.record(label, time.perf_counter() - start)
         return out
 
@@ -88,6 +100,14 @@ class StageLog:
             return
         self.timings.append({"stage": label, "seconds": round(seconds, 2), "skipped": skipped})
         self.say(f"[{label}] " + ("up to date, skipped" if skipped else f"{seconds:.1f} s"))
+
+
+def discard_leftovers(out: Path) -> None:
+    """Remove `out` and what a stage making it keeps for resuming: `OUT.parts/` (labelling) and
+    `OUT-stem.lightning/` (training checkpoints)."""
+    out.unlink(missing_ok=True)
+    for folder in (out.with_name(out.name + ".parts"), out.with_name(f"{out.stem}.lightning")):
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _holds(keyfile: Path, wanted: str) -> bool:
