@@ -1,5 +1,6 @@
 """Plumbing for reading label files: text, CSV, .xlsx and MATLAB .mat, each failure a DatasetError
-naming the file; and the cell-level clean-up (relative paths, empty cells) the readers share."""
+naming the file; which of those a file is, from its content; and the cell-level clean-up (relative
+paths, paths from another machine, empty cells) the readers share."""
 
 from __future__ import annotations
 
@@ -19,6 +20,53 @@ class DatasetError(ValueError):
     """A dataset cannot be loaded; the message names the file or folder and says why."""
 
     __module__ = "datamodules.datasets"  # its public home: tracebacks and docs name it there
+
+
+# The formats a label file can be in, as `sniff` names them, and how an error message names them.
+FORMATS = {
+    "csv": "CSV table with a header",
+    "list": "headerless text list",
+    "xlsx": ".xlsx workbook",
+    "parquet": "parquet table",
+    "info_mat": "VSFA-style .mat (video_names, scores, index)",
+    "mat": "LIVE-style .mat (video_list, mos)",
+}
+# A file whose name claims a binary format is read as that format even if its content is not one,
+# so that a damaged .mat or .xlsx says "cannot read as ..." rather than being parsed as text.
+_BY_SUFFIX = {".mat": "mat", ".xlsx": "xlsx", ".xlsm": "xlsx", ".parquet": "parquet"}
+
+
+def sniff(path: Path) -> str:
+    """The format of a label file (a key of FORMATS), from its first bytes (MATLAB's text header,
+    a zip for .xlsx, parquet's magic), its variables for a .mat, its first line for text: a line
+    with a number in it is data, so the file has no header."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(128)
+    except OSError as err:
+        raise DatasetError(f"{path}: cannot read ({err})") from err
+    if head.startswith(b"MATLAB"):
+        kind = "mat"
+    elif head.startswith(b"PK\x03\x04"):
+        kind = "xlsx"
+    elif head.startswith(b"PAR1"):
+        kind = "parquet"
+    else:
+        kind = _BY_SUFFIX.get(path.suffix.lower(), "text")
+    if kind == "mat":
+        return "info_mat" if {"video_names", "scores"} <= set(read_mat(path)) else "mat"
+    if kind != "text":
+        return kind
+    first = next((ln for ln in read_text(path).splitlines() if ln.strip()), "")
+    return "list" if any(_is_number(c) for c in re.split(r"[,;\t ]+", first)) else "csv"
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def read_text(path: Path) -> str:
@@ -132,7 +180,7 @@ def _mat73(path: Path) -> dict[str, object]:
             return ""
         if node.attrs.get("MATLAB_class") in (b"char", "char"):
             return "".join(map(chr, np.ravel(data)))  # UTF-16 code units, one string per vector
-        return np.ravel(data)
+        return np.asarray(data).T  # HDF5 holds MATLAB's column-major array with its axes reversed
 
     try:
         with h5py.File(path, "r") as f:
@@ -156,12 +204,25 @@ def mat_strings(value: object) -> list[str]:
     arr = np.asarray(value)
     if arr.dtype == object:  # a cell array
         return [one(x) for x in arr.ravel()]
+    if arr.dtype.kind in "fiu":  # numeric names (KoNViD's flickr_id column saved as is)
+        return [f"{v:.0f}" if float(v).is_integer() else f"{v:g}" for v in arr.ravel()]
     return [str(s).strip() for s in arr.ravel()]  # a char matrix, one name per row
 
 
 def rel_path(name: str) -> str:
     name = name.strip().replace("\\", "/")
     return os.path.normpath(name).replace(os.sep, "/") if name else ""
+
+
+def tails(name: str) -> tuple[str, ...]:
+    """The relative paths a listed name may have under a dataset's root: a relative path as itself;
+    an absolute one (written on the machine that made the file: `/home/x/db/AV1/a.mp4`,
+    `E:\\db\\a.mp4`) as its trailing components, longest first, so the deepest match wins."""
+    name = name.strip().replace("\\", "/")
+    if not (name.startswith("/") or re.match(r"[A-Za-z]:/", name)):
+        return (rel_path(name),)
+    parts = [p for p in name.split("/")[1:] if p]  # without the "" or "E:" before the first /
+    return tuple("/".join(parts[i:]) for i in range(len(parts)))
 
 
 def cell_text(value: object) -> str:

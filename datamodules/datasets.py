@@ -8,9 +8,16 @@ video on disk and returns a table `video_id, path, mos, mos01`:
   negative ones) stays outside [0, 1] rather than being hidden.
 - `video_id` is the name the label file gives (LSVQ `yfcc-batch1/747`, KoNViD-1k `flickr_id`,
   YouTube-UGC `vid`, a relative path for path lists): stable wherever the videos are kept.
-- A listed name without a video extension matches any video extension (.mp4 first). Datasets whose
-  folder layout varies between copies (`DatasetSpec.by_name`) also find a video by file name
-  anywhere under the root when it is not where the label file implies.
+- The label file's format is found from its content (`_label_files.sniff`), not its name; each
+  dataset reads the formats in `DatasetSpec.formats` (the official ones and those public code
+  ships, e.g. VSFA-style `*info.mat`), and any other is a DatasetError naming both.
+- A listed name without a video extension matches any video extension (.mp4 first); one with an
+  extension that is not on disk also matches `<name>.<ext>` (LSVQ lists `ia-batch2/x.mov` for the
+  file `x.mov.mp4`). An absolute path from another machine is matched by its trailing components.
+  Datasets whose folder layout varies between copies (`DatasetSpec.by_name`) also find a video by
+  file name anywhere under the root when it is not where the label file implies.
+- `read_splits` reads the published train/test permutations (`index`) of a VSFA-style .mat, so
+  that fine-tuning can use the splits papers report on.
 - Videos listed but not on disk are left out and named in `missing` (one warning). Rows that cannot
   be used (no MOS or one that is not a number, a name listed twice, a path that leaves the dataset
   folder, a name found in several places) are left out and described in `problems` (one warning).
@@ -29,6 +36,7 @@ import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -36,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from datamodules._label_files import (
+    FORMATS,
     DatasetError,
     cell_text,
     column,
@@ -44,6 +53,8 @@ from datamodules._label_files import (
     read_mat,
     read_xlsx,
     rel_path,
+    sniff,
+    tails,
     text_lines,
 )
 from datamodules.video_table import VIDEO_EXTENSIONS
@@ -59,6 +70,9 @@ class _Row(NamedTuple):
     video_id: str
     names: tuple[str, ...]  # relative paths to try, in order
     mos: object  # as read; made a number (or a problem) in one place, `_usable`
+    # Names to look for by file name anywhere under the root (`DatasetSpec.by_name`); None: all.
+    # Not a path's file name where several folders hold that name (Waterloo-IVC-4K's encoders).
+    by_name: tuple[str, ...] | None = None
 
 
 _Read = Callable[..., tuple[list[_Row], list[str]]]
@@ -74,7 +88,8 @@ class DatasetSpec:
     description: str
     label_files: tuple[str, ...]
     """Label files looked for under the root, in this order, when `labels` is not given."""
-    read: _Read = field(repr=False, compare=False)
+    formats: dict[str, _Read] = field(repr=False, compare=False)
+    """The reader of each format it accepts (keys of `_label_files.FORMATS`), official first."""
     video_dirs: tuple[str, ...] = ("",)
     """Folders under the root where the videos usually are, tried in this order."""
     by_name: bool = False
@@ -113,9 +128,68 @@ def _read_mat_list(path: Path, names: str, scores: str) -> tuple[list[_Row], lis
     return [_Row(f"entry {i}", n, (n,), m) for i, (n, m) in pairs], []
 
 
+# How a name listed in a VSFA-style .mat becomes (video id, paths to try): the id is the one the
+# dataset's official file gives, so that labels, splits and predictions from either file agree.
+_Names = Callable[[str], tuple[str, tuple[str, ...]]]
+_UGC_H264 = "_crf_10_ss_00_t_20.0"  # YouTube-UGC's H.264 transcodes: <vid>_crf_10_ss_00_t_20.0.mp4
+
+
+def _as_listed(name: str) -> tuple[str, tuple[str, ...]]:
+    paths = tails(name)
+    return (paths[0] if len(paths) == 1 else os.path.basename(paths[0])), paths
+
+
+def _konvid_names(name: str) -> tuple[str, tuple[str, ...]]:
+    """`3337642103.mp4`, `3337642103_original_centercrop_960x540_8s.mp4` or `3337642103`: the id
+    is the flickr_id, the leading digits."""
+    paths = tails(name)
+    stem = Path(paths[0]).stem
+    flickr = re.match(r"\d+", stem)
+    vid = flickr[0] if flickr else stem
+    return vid, (*paths, vid)
+
+
+def _ugc_names(name: str) -> tuple[str, tuple[str, ...]]:
+    """`Animation_1080P-01b3` (with or without extension, or the transcode's name): the id is
+    the `vid`; the original and the transcode are both tried."""
+    paths = tails(name)
+    base = os.path.basename(paths[0])
+    vid = Path(base).stem if Path(base).suffix.lower() in VIDEO_EXTENSIONS else base
+    vid = vid.removesuffix(_UGC_H264)
+    return vid, (*paths, vid, vid + _UGC_H264)
+
+
+def _cvd2014_names(name: str) -> tuple[str, tuple[str, ...]]:
+    """`Test1/City/Test01_City_D01.avi` (VSFA's CVD2014info.mat): the id is the File_name."""
+    paths = tails(name)
+    base = os.path.basename(paths[0])
+    return Path(base).stem, (*paths, base)
+
+
+def _info_mat(path: Path) -> tuple[dict[str, object], list[str], np.ndarray]:
+    data = read_mat(path)
+    listed = mat_strings(data["video_names"])
+    scores = np.asarray(data["scores"]).ravel()  # N x 1 or 1 x N
+    if len(listed) != len(scores):
+        raise DatasetError(
+            f"{path}: {len(listed)} names in 'video_names' but {len(scores)} in 'scores'"
+        )
+    return data, listed, scores
+
+
+def _read_info_mat(path: Path, names: _Names = _as_listed) -> tuple[list[_Row], list[str]]:
+    """A VSFA-style `<dataset>info.mat` (the layout most public VQA code builds its datasets
+    from): `video_names` (cell array of names, relative or absolute paths), `scores` (N x 1 or
+    1 x N, as the file's maker scaled them) and usually `index`, `ref_ids` (`read_splits`)."""
+    _, listed, scores = _info_mat(path)
+    return [_Row(f"entry {i}", *names(n), m) for i, (n, m) in
+            enumerate(zip(listed, scores, strict=True), 1)], []  # fmt: skip
+
+
 def _read_lsvq(path: Path) -> tuple[list[_Row], list[str]]:
     """LSVQ_whole_{train,test,test_1080p}.csv: `name` (no extension, e.g. `yfcc-batch1/747`) and
-    `mos` among the patch columns; the video is `<root>/<name>.mp4`."""
+    `mos` among the patch columns; the video is `<root>/<name>.mp4`, also where the name has an
+    extension of its own (`ia-batch2/x.mov` is `x.mov.mp4`: `_matches` completes it)."""
     header, rows, _ = read_csv(path)
     name, mos = column(path, header, "name"), column(path, header, "mos")
     return [_Row(w, rel_path(r[name]), (rel_path(r[name]),), r[mos]) for w, r in rows], []
@@ -140,7 +214,7 @@ def _read_youtube_ugc(path: Path, sheet: str = "MOS") -> tuple[list[_Row], list[
     (`vid, category, resolution, MOSFull, ...`). The video is `<vid>.<ext>` (the originals, e.g.
     `.mkv`) or the H.264 transcode `<vid>_crf_10_ss_00_t_20.0.mp4`, in any folder under the root;
     where a copy holds both, choose with `videos=` (e.g. "original_videos_h264")."""
-    if path.suffix.lower() in (".xlsx", ".xlsm"):
+    if sniff(path) == "xlsx":
         header, rows = read_xlsx(path, sheet)
     else:
         header, rows, _ = read_csv(path)
@@ -190,16 +264,39 @@ def _read_waterloo(path: Path, pattern: str = WATERLOO_PATTERN) -> tuple[list[_R
                 f"level, mos), got {len(parts)}; left out"
             )
             continue
-        encoder, video, resolution, level, mos = parts
-        try:
-            name = rel_path(pattern.format(encoder=encoder, video=video, resolution=resolution,
-                                       level=level))  # fmt: skip
-        except (KeyError, IndexError, ValueError) as err:
-            raise DatasetError(
-                f"pattern {pattern!r}: {err!r}; its fields are encoder, video, resolution, level"
-            ) from err
-        rows.append(_Row(where, name, (name,), mos))
+        name = _waterloo_name(pattern, *parts[:4])
+        rows.append(_Row(where, name, (name,), parts[4]))
     return rows, problems
+
+
+def _waterloo_name(pattern: str, encoder: str, video: str, resolution: str, level: str) -> str:
+    try:
+        return rel_path(pattern.format(encoder=encoder, video=video, resolution=resolution,
+                                       level=level))  # fmt: skip
+    except (KeyError, IndexError, ValueError) as err:
+        raise DatasetError(
+            f"pattern {pattern!r}: {err!r}; its fields are encoder, video, resolution, level"
+        ) from err
+
+
+_WATERLOO_COLUMNS = ("Encoder", "Video Number", "Resolution", "Distortion Level", "MOS")
+
+
+def _read_waterloo_csv(path: Path, pattern: str = WATERLOO_PATTERN) -> tuple[list[_Row], list[str]]:
+    """The CSV with a header, `Encoder, Video Number, Resolution, Distortion Level, MOS, path`,
+    whose `path` is absolute on the machine that wrote it: the video is found under the root by
+    the path's trailing components (then by file name). The id is `pattern` filled with the other
+    fields, as for scores.txt, so both files give the same ids."""
+    header, rows, _ = read_csv(path)
+    encoder, video, resolution, level, mos = (column(path, header, c) for c in _WATERLOO_COLUMNS)
+    where_is = column(path, header, "path", required=False)
+    out = []
+    for where, r in rows:
+        name = _waterloo_name(pattern, r[encoder], r[video], r[resolution], r[level])
+        listed = tails(r[where_is]) if where_is and r[where_is] else ()
+        # the same file name recurs in every encoder's folder: only the path tells them apart
+        out.append(_Row(where, name, (*listed, name), r[mos], by_name=(name,)))
+    return out, []
 
 
 def _read_cvd2014(path: Path) -> tuple[list[_Row], list[str]]:
@@ -245,7 +342,7 @@ def _read_generic(
 ) -> tuple[list[_Row], list[str]]:
     """A .csv or .parquet with a path column (default: the first of path, name, filename,
     file_name, video, video_name) and a score column (default: mos, then score)."""
-    if path.suffix.lower() == ".parquet":
+    if sniff(path) == "parquet":
         try:
             frame = pd.read_parquet(path)
         except (OSError, ValueError) as err:
@@ -263,13 +360,17 @@ def _read_generic(
     ], []
 
 
+def _info(names: _Names = _as_listed) -> _Read:
+    return partial(_read_info_mat, names=names)
+
+
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         *(
             DatasetSpec(
                 f"lsvq_{split}", (0, 100), f"LSVQ {what}: `name, ..., mos, ...` CSV, 0-100",
-                (f"LSVQ_whole_{split}.csv",), _read_lsvq,
+                (f"LSVQ_whole_{split}.csv",), {"csv": _read_lsvq},
             )
             for split, what in (
                 ("train", "official train list (28,056 videos)"),
@@ -280,46 +381,52 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec(
             "konvid_1k", (1, 5), "KoNViD-1k: 1,200 Flickr videos, 960x540, 8 s; MOS 1-5",
             ("KoNViD_1k_mos.csv", "KoNViD_1k_attributes.csv",
-             "KoNViD_1k_metadata/KoNViD_1k_mos.csv", "KoNViD_1k_metadata/KoNViD_1k_attributes.csv"),
-            _read_konvid, video_dirs=("", "KoNViD_1k_videos"), by_name=True,
+             "KoNViD_1k_metadata/KoNViD_1k_mos.csv", "KoNViD_1k_metadata/KoNViD_1k_attributes.csv",
+             "KoNViD-1kinfo.mat"),
+            {"csv": _read_konvid, "info_mat": _info(_konvid_names)},
+            video_dirs=("", "KoNViD_1k_videos"), by_name=True,
         ),
         DatasetSpec(
             "youtube_ugc", (1, 5), "YouTube-UGC: 1,380 videos (originals or H.264); MOS full 1-5",
             ("original_videos_MOS_for_YouTube_UGC_dataset.xlsx",
-             "original_videos_MOS_for_YouTube_UGC_dataset.csv"),
-            _read_youtube_ugc, by_name=True,
+             "original_videos_MOS_for_YouTube_UGC_dataset.csv", "YouTube-UGCinfo.mat"),
+            {"xlsx": _read_youtube_ugc, "csv": _read_youtube_ugc, "info_mat": _info(_ugc_names)},
+            by_name=True,
         ),
         DatasetSpec(
             "live_vqc", (0, 100), "LIVE-VQC: 585 mobile captures; data.mat, MOS 0-100",
-            ("data.mat",), _read_live_vqc, video_dirs=("Video", ""), by_name=True,
+            ("data.mat", "LIVE-VQCinfo.mat"), {"mat": _read_live_vqc, "info_mat": _info()},
+            video_dirs=("Video", ""), by_name=True,
         ),
         DatasetSpec(
             "live_yt_gaming", (0, 100), "LIVE-YT-Gaming: 600 gaming videos; .mat, MOS 0-100",
-            ("LIVEYTGaming.mat",), _read_live_yt_gaming, by_name=True,
+            ("LIVEYTGaming.mat",), {"mat": _read_live_yt_gaming, "info_mat": _info()},
+            by_name=True,
         ),
         DatasetSpec(
             "kvq", (1, 5), "KVQ (NTIRE 2024 short-form): `filename, score` CSV; 1-5 (unverified)",
-            ("train_data.csv", "truth.csv"), _read_kvq,
+            ("train_data.csv", "truth.csv"), {"csv": _read_kvq},
         ),
         DatasetSpec(
             "waterloo_ivc_4k", (0, 100),
-            "Waterloo-IVC-4K: 1,200 encodes; headerless scores.txt, 0-100; file naming unverified "
-            "(option `pattern`)",
-            ("scores.txt",), _read_waterloo, by_name=True,
+            "Waterloo-IVC-4K: 1,200 encodes; headerless scores.txt or a CSV with a header, 0-100; "
+            "file naming unverified (option `pattern`)",
+            ("scores.txt",), {"list": _read_waterloo, "csv": _read_waterloo_csv}, by_name=True,
         ),
         DatasetSpec(
             "cvd2014", (0, 100), "CVD2014: 234 .avi in Test<n>/<content>/; realigned MOS ~0-100",
             ("CVD2014_ratings/Realignment_MOS.csv", "Realignment_MOS.csv",
-             "CVD2014_Realignment_MOS.csv"),
-            _read_cvd2014, by_name=True,
+             "CVD2014_Realignment_MOS.csv", "CVD2014info.mat"),
+            {"csv": _read_cvd2014, "info_mat": _info(_cvd2014_names)}, by_name=True,
         ),
         DatasetSpec(
             "labels_txt", None, "DOVER/FAST-VQA labels.txt: `path, a, t, score`; scale from you",
-            ("labels.txt",), _read_labels_txt,
+            ("labels.txt",), {"list": _read_labels_txt},
         ),
         DatasetSpec(
-            "generic", None, "Any .csv/.parquet with a path and a score column; scale from you",
-            (), _read_generic,
+            "generic", None,
+            "Any .csv/.parquet with a path and a score column, or a VSFA-style .mat; your scale",
+            (), {"csv": _read_generic, "parquet": _read_generic, "info_mat": _info()},
         ),
     )
 }  # fmt: skip
@@ -340,8 +447,11 @@ class _Finder:
         self._folders: dict[str, dict[str, list[str]]] = {}
         self._tree: dict[str, list[str]] | None = None
 
-    def locate(self, names: Sequence[str]) -> tuple[str | None, str | None]:
-        """(path, None) if found, (None, None) if not on disk, (None, why) if it is unusable."""
+    def locate(
+        self, names: Sequence[str], by_name: Sequence[str] | None = None
+    ) -> tuple[str | None, str | None]:
+        """(path, None) if found, (None, None) if not on disk, (None, why) if it is unusable.
+        `by_name`: the names looked for by file name (default: `names`)."""
         for name in names:
             for base in self.dirs:
                 full = os.path.normpath(os.path.join(base, name))
@@ -352,7 +462,7 @@ class _Finder:
                 if hits:
                     return os.path.join(folder, hits[0]), None
         if self.by_name:
-            for name in names:
+            for name in names if by_name is None else by_name:
                 hits = _matches(self._index(), os.path.basename(name))
                 if len(hits) == 1:
                     return hits[0], None
@@ -404,18 +514,55 @@ def _by_stem(paths: Sequence[str]) -> dict[str, list[str]]:
 
 
 def _matches(stems: dict[str, list[str]], name: str) -> list[str]:
-    """Files for `name`: itself if it has a video extension, else `name.<ext>` of the best
-    extension present (several only when that extension is in several folders)."""
+    """Files for `name`: itself if it has a video extension and is there, else `name.<ext>` of
+    the best extension present (several only when that extension is in several folders)."""
     stem, ext = os.path.splitext(name)
     if ext.lower() in _EXT_RANK:
-        return [p for p in stems.get(stem, []) if os.path.basename(p) == name]
-    group = stems.get(name, [])
+        exact = [p for p in stems.get(stem, []) if os.path.basename(p) == name]
+        if exact or name not in stems:
+            return exact
+    group = stems.get(name, [])  # `name.<ext>`: also LSVQ's `x.mov` stored as `x.mov.mp4`
     rank = [_EXT_RANK[os.path.splitext(p)[1].lower()] for p in group]
     return [p for p, r in zip(group, rank, strict=True) if r == rank[0]]
 
 
 # ---------------------------------------------------------------------------------------------
 # The entry point
+
+
+def read_labels(
+    name: str, root: str | os.PathLike, labels: str | os.PathLike | None = None, **options: object
+) -> tuple[Path, list, list[str]]:
+    """The first half of `load_dataset`: the label file of dataset `name` under `root`, read by
+    its format's reader, and its usable rows `[(row, mos)]` with the problems found (one line
+    each), without looking for any video (`w2svqa evaluate --predictions` needs no videos)."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: no such dataset folder")
+    own = {kind: set(inspect.signature(read).parameters) - {"path"}
+           for kind, read in spec.formats.items()}  # fmt: skip
+    if unknown := sorted(set(options) - set().union(*own.values())):
+        names = ", ".join(sorted(set().union(*own.values()))) or "none"
+        raise DatasetError(
+            f"{name}: unknown option {', '.join(unknown)} (its own: {names}; for all datasets: "
+            "labels, videos, mos_range)"
+        )
+    path = _label_file(spec, root, labels)
+    kind = _format(spec, path)
+    if unused := sorted(set(options) - own[kind]):
+        raise DatasetError(
+            f"{path}: option {', '.join(unused)} does not apply to a {FORMATS[kind]}"
+        )
+    rows, problems = spec.formats[kind](path, **options)
+    if not rows and not problems:
+        raise DatasetError(f"{path}: lists no videos")
+    usable = _usable(path, rows, problems)
+    if not usable:
+        raise DatasetError(f"{path}: no usable row; e.g. {problems[0]}")
+    return path, usable, problems
 
 
 def load_dataset(
@@ -435,33 +582,16 @@ def load_dataset(
     mos_range: the native MOS scale used for `mos01`, instead of the dataset's.
     options: the reader's own (youtube_ugc `sheet`; waterloo_ivc_4k `pattern`; generic
         `path_column`, `mos_column`)."""
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    spec = DATASETS[name]
-    root = Path(root)
-    if not root.is_dir():
-        raise DatasetError(f"{root}: no such dataset folder")
-    accepted = set(inspect.signature(spec.read).parameters) - {"path"}
-    if unknown := sorted(set(options) - accepted):
-        own = ", ".join(sorted(accepted)) or "none"
-        raise DatasetError(
-            f"{name}: unknown option {', '.join(unknown)} (its own: {own}; for all datasets: "
-            "labels, videos, mos_range)"
-        )
-    low, high = _scale(spec, mos_range)
-    path = _label_file(spec, root, labels)
-    rows, problems = spec.read(path, **options)
-    if not rows and not problems:
-        raise DatasetError(f"{path}: lists no videos")
-    usable = _usable(path, rows, problems)
-    if not usable:
-        raise DatasetError(f"{path}: no usable row; e.g. {problems[0]}")
+    if name in DATASETS:  # a bad scale is the caller's mistake: said before any file is read
+        low, high = _scale(DATASETS[name], mos_range)
+    path, usable, problems = read_labels(name, root, labels, **options)
+    spec, root = DATASETS[name], Path(root)
 
     anchor = root / videos if videos is not None else root
     finder = _Finder(anchor, ("",) if videos is not None else spec.video_dirs, spec.by_name)
     found, missing = [], []
     for row, mos in usable:
-        hit, why = finder.locate(row.names)
+        hit, why = finder.locate(row.names, row.by_name)
         if why:
             problems.append(f"{path}: {row.where} ({row.video_id}): {why}; left out")
         elif hit is None:
@@ -487,7 +617,54 @@ def load_dataset(
     ids, paths, mos = zip(*found, strict=True)
     table = pd.DataFrame({"video_id": list(ids), "path": list(paths), "mos": np.array(mos)})
     table["mos01"] = (table["mos"] - low) / (high - low)
+    table.attrs["dataset"] = name  # lets `finetune_protocol` read published splits by its rules
     return LoadedDataset(name, table, missing, problems, path)
+
+
+def read_splits(name: str, path: str | os.PathLike) -> list[list[tuple[str, ...]]]:
+    """The published random splits in a VSFA-style .mat: for each row of its `index`, the groups
+    of video ids (named as `load_dataset(name, ...)` names them) in that row's order.
+
+    `index` (R x G) holds one permutation per row of the content ids `ref_ids` (N x 1; default
+    1..N, or 0..N-1 where `index` starts at 0): a group is the videos of one content, so that no
+    content is in both parts. A file written with one permutation per column also reads. Which
+    share of a row is tested is the protocol's choice (`experiments.finetune`)."""
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    path = Path(path)
+    if (kind := sniff(path)) != "info_mat":
+        raise DatasetError(
+            f"{path}: a {FORMATS[kind]}; published splits are read from a {FORMATS['info_mat']}"
+        )
+    data, _, _ = _info_mat(path)
+    if "index" not in data:
+        raise DatasetError(f"{path}: no 'index' variable (variables: {', '.join(data)})")
+    rows, _ = DATASETS[name].formats.get("info_mat", _read_info_mat)(path)
+    index = np.atleast_2d(np.asarray(data["index"]))
+    default = np.arange(len(rows)) + (0 if index.size and index.min() == 0 else 1)
+    refs = np.asarray(data.get("ref_ids", default)).ravel()
+    if len(refs) != len(rows):
+        raise DatasetError(f"{path}: {len(rows)} videos but {len(refs)} 'ref_ids'")
+    groups: dict[float, list[str]] = {}
+    for ref, row in zip(refs.tolist(), rows, strict=True):
+        groups.setdefault(ref, []).append(row.video_id)
+    if index.shape[1] != len(groups) and index.shape[0] == len(groups):
+        index = index.T  # one permutation per column
+    for i, perm in enumerate(index, 1):
+        if sorted(perm.tolist()) != sorted(groups):
+            raise DatasetError(
+                f"{path}: row {i} of 'index' ({index.shape[0]} x {index.shape[1]}) is not a "
+                f"permutation of the {len(groups)} content ids of 'ref_ids' (or 1..N)"
+            )
+    return [[tuple(groups[ref]) for ref in perm.tolist()] for perm in index]
+
+
+def _format(spec: DatasetSpec, path: Path) -> str:
+    kind = sniff(path)
+    if kind not in spec.formats:
+        accepted = "; ".join(FORMATS[k] for k in spec.formats)
+        raise DatasetError(f"{path}: a {FORMATS[kind]}; {spec.name} reads: {accepted}")
+    return kind
 
 
 def _scale(spec: DatasetSpec, given: tuple[float, float] | None) -> tuple[float, float]:

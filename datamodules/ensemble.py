@@ -262,6 +262,29 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return b2 + (b1 - b2) / (1 + np.exp(t))
 
 
+def fit_logistic4(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """(β1..β4 of `logistic4` fitted from `x` onto `y`, None) or (None, why it cannot be fitted)."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    reason = _logistic_unfit(x, y)
+    if reason is not None:
+        return None, reason
+    p0 = [y.max(), y.min(), x.mean(), x.std() / 4]  # datasets.md's initialisation
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore", OptimizeWarning)  # covariance, unused here
+            # trf, not the default lm: lm's finite-difference step stalls on a parameter
+            # that starts at exactly 0 (β3 = mean(x) of centred scores)
+            params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000, method="trf")
+    except (RuntimeError, ValueError, FloatingPointError) as err:
+        return None, f"{type(err).__name__}: {err}"
+    fitted = logistic4(x, *params)
+    if not (np.isfinite(params).all() and np.isfinite(fitted).all()):
+        return None, "non-finite parameters"
+    if np.ptp(fitted) == 0:
+        return None, "a flat curve"
+    return params, None
+
+
 def fit_to_reference(
     x: np.ndarray, y: np.ndarray, name: str = "teacher"
 ) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -271,24 +294,9 @@ def fit_to_reference(
     no line fits either (fewer than 2 shared videos, constant `x`), None with a warning, and the
     caller matches mean and spread instead. A returned map never gives NaN for finite input."""
     x, y = np.asarray(x, float), np.asarray(y, float)
-    reason = _logistic_unfit(x, y)
-    if reason is None:
-        p0 = [y.max(), y.min(), x.mean(), x.std() / 4]  # datasets.md's initialisation
-        try:
-            with warnings.catch_warnings(), np.errstate(all="ignore"):
-                warnings.simplefilter("ignore", OptimizeWarning)  # covariance, unused here
-                # trf, not the default lm: lm's finite-difference step stalls on a parameter
-                # that starts at exactly 0 (β3 = mean(x) of centred scores)
-                params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000, method="trf")
-            fitted = logistic4(x, *params)
-            if not (np.isfinite(params).all() and np.isfinite(fitted).all()):
-                reason = "non-finite parameters"
-            elif np.ptp(fitted) == 0:
-                reason = "a flat curve"
-            else:
-                return lambda v: logistic4(np.asarray(v, float), *params)
-        except (RuntimeError, ValueError, FloatingPointError) as err:
-            reason = f"{type(err).__name__}: {err}"
+    params, reason = fit_logistic4(x, y)
+    if params is not None:
+        return lambda v: logistic4(np.asarray(v, float), *params)
     if len(x) >= 2 and x.std() > 0:
         slope, intercept = np.polyfit(x, y, 1)
         warnings.warn(f"{name}: logistic fit failed ({reason}); linear fit instead", stacklevel=3)

@@ -342,6 +342,7 @@ def score(
     checkpoint: Path | None = None,
     teacher: str | None = None,
     output: Path | None = None,
+    reference: Path | None = None,
     batch_size: int = 8,
     workers: int = 2,
 ) -> None:
@@ -351,7 +352,10 @@ def score(
         paths: Video files and folders (folders are searched recursively).
         checkpoint: A student file (.safetensors) or training checkpoint (.ckpt).
         teacher: Instead of a checkpoint: a registered teacher name or a YAML file.
-        output: CSV to write (path, score, error); default: print to stdout.
+        output: CSV to write (path, score, [mos, scale,] [percentile,] error); default: stdout.
+            `score` is raw; `mos` is on the named `scale`, for a calibrated student only.
+        reference: Raw scores of a reference set by the same scorer (a CSV of this command, or
+            any .csv/.parquet with a score column): adds each video's percentile among them.
         batch_size: Videos per forward pass.
         workers: Decoding processes.
     """
@@ -360,16 +364,30 @@ def score(
     import pandas as pd
 
     from datamodules.video_table import load_videos
+    from lightning_modules.calibration import CalibrationError, read_reference, score_columns
     from lightning_modules.scoring import label_videos, read_scores
 
     if (checkpoint is None) == (teacher is None):
         raise SystemExit("w2svqa score: give exactly one of --checkpoint or --teacher")
     if not paths:
         raise SystemExit("w2svqa score: give the videos to score (files or folders)")
+    try:
+        ref = read_reference(reference) if reference is not None else None
+    except CalibrationError as err:
+        raise SystemExit(f"w2svqa score: --reference {err}") from None
+    calibration = None
     if checkpoint is not None:
+        from lightning_modules.checkpoints import read_calibration
         from lightning_modules.teachers.student import StudentTeacher
 
         scorer = StudentTeacher(checkpoint)
+        calibration = read_calibration(checkpoint)
+        if calibration is None:  # said once, on stderr: stdout may be the CSV
+            hint = f"add one with `w2svqa calibrate {checkpoint} --labels TABLE`"
+            print(f"{checkpoint}: no calibration, so raw scores only (no mos column); {hint}",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            print(f"{checkpoint}: {calibration.describe()}", file=sys.stderr)
     else:
         scorer = _load_teacher(teacher)
     videos = pd.concat([_videos_at(p, load_videos) for p in paths], ignore_index=True)
@@ -381,7 +399,7 @@ def score(
         quiet = {"enable_progress_bar": False} if output is None else None
         summary = label_videos(scorer, videos, table, batch_size, workers, trainer=quiet)
         scores = read_scores(table).set_index("path").reindex(videos.path)
-    rows = scores.reset_index()[["path", "score", "error"]]
+    rows = score_columns(scores.reset_index(), calibration, ref)
     if output is None:
         rows.to_csv(sys.stdout, index=False)
     else:
@@ -399,6 +417,69 @@ def _videos_at(path: str, load_videos):
         return load_videos(p)
     # a single file is scored as given, even if unreadable: the error column says why
     return pd.DataFrame({"video_id": [str(p)], "path": [str(p)]})
+
+
+def calibrate(
+    student: Path,
+    labels: Path | None = None,
+    dataset: str | None = None,
+    root: Path | None = None,
+    mos_range: tuple[float, float] | None = None,
+    scale: str | None = None,
+    output: Path | None = None,
+    batch_size: int = 8,
+    workers: int = 2,
+) -> None:
+    """Calibrate a student: map its raw scores onto a labelled set's MOS, kept in its file.
+
+    The map is the 4-parameter logistic fitted on the set; `w2svqa score` then writes a `mos`
+    column (on the named scale) beside the raw `score`.
+
+    Args:
+        student: The student file (.safetensors, or a training .ckpt).
+        labels: A labelled table (.parquet/.csv with path and mos, score or vmaf; labels.txt);
+            or, with --dataset and --root, that dataset's label file if not the official one.
+        dataset: Instead: a dataset reader (konvid_1k, lsvq_test, ...) whose MOS scale names it.
+        root: The dataset's folder.
+        mos_range: Its MOS scale, for formats without one (labels_txt, generic).
+        scale: The scale's name in the output (default: "VMAF 0-100" for VMAF labels, the
+            dataset's MOS range, else the label column and its range).
+        output: Where to write the calibrated student (default: in place; beside a .ckpt).
+        batch_size: Videos per forward pass.
+        workers: Decoding processes.
+    """
+    from lightning_modules.calibration import CalibrationError, calibrate_student, label_scale
+
+    if dataset is not None:
+        from datamodules.datasets import DATASETS, DatasetError, load_dataset
+
+        if root is None:
+            raise SystemExit("w2svqa calibrate: --dataset needs --root")
+        try:
+            loaded = load_dataset(dataset, root, labels, mos_range=mos_range)
+        except DatasetError as err:
+            raise SystemExit(f"w2svqa calibrate: {err}") from None
+        videos, fitted_on = loaded.table, f"{dataset} ({loaded.labels.name})"
+        low, high = mos_range or DATASETS[dataset].mos_range
+        scale = scale or f"{dataset} MOS {low:g}-{high:g}"
+    elif labels is not None:
+        from datamodules.video_table import VideoTableError, load_labelled_videos
+
+        try:
+            videos = load_labelled_videos(labels)
+        except VideoTableError as err:
+            raise SystemExit(f"w2svqa calibrate: {err}") from None
+        fitted_on, scale = labels.name, scale or label_scale(labels, videos.mos)
+    else:
+        raise SystemExit("w2svqa calibrate: give --labels TABLE, or --dataset NAME --root DIR")
+    try:
+        out, calibration = calibrate_student(
+            student, videos, scale, fitted_on, output, batch_size, workers
+        )
+    except CalibrationError as err:
+        raise SystemExit(f"w2svqa calibrate: {err}") from None
+    b1, b2, b3, b4 = calibration.params
+    print(f"{out}: {calibration.describe()}; β = {b1:.4g}, {b2:.4g}, {b3:.4g}, {b4:.4g}")
 
 
 def ui(tracking_uri: str = "sqlite:///mlruns/mlflow.db", host: str = "127.0.0.1", port: int = 5000):
@@ -475,13 +556,19 @@ def finetune(
         loaded = load_dataset(dataset, root, labels, mos_range=mos_range)
     except DatasetError as err:
         raise SystemExit(f"w2svqa finetune: {err}") from None
-    per_split, summary = finetune_protocol(checkpoint, loaded.table, output_dir, protocol, workers)
+    try:  # a published splits file (protocol.splits_from) is read here
+        per_split, summary = finetune_protocol(
+            checkpoint, loaded.table, output_dir, protocol, workers, dataset=dataset
+        )
+    except DatasetError as err:
+        raise SystemExit(f"w2svqa finetune: {err}") from None
     print(per_split.to_string(index=False, float_format="%.3f"))
     print(f"\n{dataset}, {protocol.splits} splits (test SRCC / PLCC / KRCC):")
     print(summary.to_string(float_format="%.3f"))
 
 
 COMMANDS = {
+    "calibrate": calibrate,
     "data": {"sample": data_sample, "probe": data_probe},
     "finetune": finetune,
     "label": label,
@@ -569,14 +656,23 @@ EVALUATE_HELP = """usage: w2svqa evaluate (--checkpoint STUDENT | --teacher NAME
                        --dataset NAME --root DIR [--labels FILE] [--dataset NAME --root DIR ...]
                        [--output-dir DIR] [--batch-size 8] [--workers 2]
                        [--tracking-uri URI | --no-mlflow]
+       w2svqa evaluate --predictions FILE [--score-column C] [--name-column C]...
+                       --dataset NAME --root DIR [--labels FILE] [--dataset ...] [--output-dir DIR]
 
 Zero-shot evaluation of students and teachers on labelled datasets, the field's way: SRCC, KRCC,
 PLCC and RMSE per set (PLCC and RMSE raw and after a logistic fit), the video-weighted overall, a
 markdown table beside the published numbers (DIR/table.md), per-video CSVs, scatter plots,
 DIR/results.json and an MLflow run. Scores are kept in DIR/scores: a re-run scores only what is new.
+With --predictions, a table another tool wrote is scored against the label files alone (no video
+needs to be on disk); its rows that match no labelled video are counted and named.
 
   --checkpoint FILE    a student file (.safetensors) or training checkpoint; repeatable
-  --teacher NAME       a registered teacher or a YAML file {name:, args:}; repeatable
+  --teacher NAME       a registered teacher or a YAML file {{name:, args:}}; repeatable
+  --predictions FILE   a prediction table (.csv, .txt, .parquet): `w2svqa score`'s CSV, DOVER's CSV,
+                       labels.txt lines, or any `name, score` table; repeatable; matched to the
+                       labels by video id / file name without extension
+  --score-column C     its score column (default: prediction, score, ..., DOVER's overall score)
+  --name-column C      its video-name column (default: video_id, path, name, ... each tried)
   --dataset NAME       a dataset reader: {datasets}
   --root DIR           the dataset's folder (after its --dataset)
   --labels FILE        its label file, if not the official name under --root
@@ -589,28 +685,50 @@ DIR/results.json and an MLflow run. Scores are kept in DIR/scores: a re-run scor
 def evaluate(args: list[str]) -> None:
     """`w2svqa evaluate ...` (see EVALUATE_HELP)."""
     from datamodules.datasets import DATASETS, DatasetError
-    from experiments.zero_shot import DatasetRef, ModelRef, evaluate_models, load_sets
+    from experiments.predictions import PredictionError
+    from experiments.zero_shot import (
+        DatasetRef,
+        ModelRef,
+        PredictionRef,
+        evaluate_models,
+        evaluate_predictions,
+        load_labels,
+        load_sets,
+    )
 
     if not args or any(a in ("-h", "--help") for a in args):
         print(EVALUATE_HELP.format(datasets=", ".join(DATASETS)))
         return
-    models, refs, options = _evaluate_args(args)
-    if not models or not refs:
-        raise SystemExit("w2svqa evaluate: give a --checkpoint or --teacher and a --dataset")
+    models, files, refs, options = _evaluate_args(args)
+    if not (models or files) or not refs:
+        raise SystemExit(
+            "w2svqa evaluate: give a --checkpoint, --teacher or --predictions and a --dataset"
+        )
+    if models and files:
+        raise SystemExit(
+            "w2svqa evaluate: --predictions goes without --checkpoint / --teacher (score the "
+            "videos with `w2svqa score --output FILE.csv` and pass that file as --predictions)"
+        )
+    out = options.get("output_dir", "runs/evaluate")
+    tracking = {"tracking_uri": options.get("tracking_uri"), "track": "no_mlflow" not in options}
     try:
+        if files:
+            labels = load_labels([DatasetRef(**ref) for ref in refs])
+            evaluate_predictions([PredictionRef(**f) for f in files], labels, out, **tracking)
+            return
         sets = load_sets([DatasetRef(**ref) for ref in refs])
-    except DatasetError as err:
+    except (DatasetError, PredictionError) as err:
         raise SystemExit(f"w2svqa evaluate: {err}") from None
     evaluate_models(
-        [ModelRef(**m) for m in models], sets, options.get("output_dir", "runs/evaluate"),
-        int(options.get("batch_size", 8)), int(options.get("workers", 2)),
-        options.get("tracking_uri"), track="no_mlflow" not in options,
+        [ModelRef(**m) for m in models], sets, out,
+        int(options.get("batch_size", 8)), int(options.get("workers", 2)), **tracking,
     )  # fmt: skip
 
 
-def _evaluate_args(args: list[str]) -> tuple[list[dict], list[dict], dict]:
-    """Group `--dataset N --root R [--labels L]` runs; collect models and the other options."""
-    models, refs, options = [], [], {}
+def _evaluate_args(args: list[str]) -> tuple[list[dict], list[dict], list[dict], dict]:
+    """Group `--dataset N --root R [--labels L]` and `--predictions F [--score-column C]` runs;
+    collect models and the other options."""
+    models, files, refs, options = [], [], [], {}
     i = 0
     while i < len(args):
         flag, _, value = args[i].partition("=")
@@ -625,6 +743,12 @@ def _evaluate_args(args: list[str]) -> tuple[list[dict], list[dict], dict]:
         i += 1
         if key in ("checkpoint", "teacher"):
             models.append({key: value})
+        elif key == "predictions":
+            files.append({"file": value})
+        elif key in ("score_column", "name_column"):
+            if not files:
+                raise SystemExit(f"w2svqa evaluate: {flag} belongs after a --predictions")
+            files[-1][key] = value
         elif key == "dataset":
             refs.append({"name": value})
         elif key in ("root", "labels", "as", "mos_range"):
@@ -640,7 +764,7 @@ def _evaluate_args(args: list[str]) -> tuple[list[dict], list[dict], dict]:
     for ref in refs:
         if "root" not in ref:
             raise SystemExit(f"w2svqa evaluate: --dataset {ref['name']} needs a --root")
-    return models, refs, options
+    return models, files, refs, options
 
 
 def _pair_of_floats(flag: str, value: str) -> tuple[float, float]:

@@ -6,6 +6,7 @@
     round k: the previous student joins (or replaces) the teachers; ensemble pairs afresh;
              hard cases (gMAD pairs, wrongly ordered synthetic pairs); the pairs of rounds 1..k;
              the student continues (or restarts) -> evaluate
+    [calibrate the final student on data.labelled: raw scores -> its MOS scale]
     results.json, the results table, MLflow run (params, tags, per-round metrics, artifacts)
 
 Every stage's output is keyed by its inputs (`experiments.stages`), so a re-run skips what is
@@ -173,6 +174,7 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
             f"{r['model']}/{r['set']}/srcc": r["srcc"] for r in rows if r["round"] == 0
         }
         ctx.tracker.log_metrics(ctx.run_id, teacher_metrics, step=0)
+    calibrated = _calibrate(ctx, student_file)
     skipped = _skipped_report(ctx, videos)
     if ctx.log.rank == 0:
         table = results_table(rows)
@@ -184,6 +186,7 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
         print("\n".join("  " + line for line in verdict_lines(judged)))
     return {"name": exp.name, "rows": rows, "verdict": judged,
             "final_checkpoint": str(student_file), "output_dir": str(ctx.out),
+            "calibrated_student": calibrated and str(calibrated),
             "skipped_videos": skipped}  # fmt: skip
 
 
@@ -499,6 +502,38 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
     ctx.log.run(f"{round_dir.name}: score with the student", out, key, make)
     ctx.scored.append((f"student:{round_dir.name}", out))
     return _ok_scores(read_scores(out), videos)
+
+
+def _calibrate(ctx: RunContext, student: Path | None) -> Path | None:
+    """The final student with a map of its raw scores onto `data.labelled`'s scale (so that
+    `w2svqa score` writes MOS), beside it as `student_calibrated.safetensors`; None without
+    data.labelled, or where the logistic cannot be fitted (both said on the console)."""
+    from lightning_modules.calibration import CalibrationError, calibrate_student, label_scale
+
+    labelled = ctx.exp.data.labelled
+    if labelled is None or student is None:
+        return None
+    if not Path(labelled).is_file():  # the default path, in a run that labels nothing
+        print(f"  the final student stays uncalibrated: no data.labelled table {labelled}")
+        return None
+    videos = load_labelled_videos(labelled)
+    key = {"student": file_digest(student), "labelled": file_digest(labelled),
+           "anchors": ctx.anchors}  # fmt: skip
+
+    def make(out: Path) -> None:
+        with single_process():
+            _, calibration = calibrate_student(
+                student, videos, label_scale(labelled, videos.mos), Path(labelled).name, out,
+                ctx.exp.eval_batch_size, ctx.exp.data.workers, anchors=ctx.anchors,
+            )  # fmt: skip
+        print(f"  {calibration.describe()}")
+
+    out = student.with_name("student_calibrated.safetensors")
+    try:
+        return ctx.log.run("calibrate the final student", out, key, make)
+    except CalibrationError as err:
+        print(f"  the final student stays uncalibrated: {err}")
+        return None
 
 
 def _anchors(ctx: RunContext, weak: dict[str, pd.DataFrame], pool: pd.DataFrame):

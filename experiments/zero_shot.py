@@ -3,8 +3,11 @@
 Any student file or teacher scores each dataset's videos (score tables kept per model, so a re-run
 scores only what is missing); every model gets SRCC, KRCC, PLCC and RMSE per set (PLCC and RMSE raw
 and fitted) and the video-weighted overall; the results go to a markdown table in the paper's
-layout with the published numbers (`benchmarks/reference/published.csv`) beside ours, per-video
-prediction CSVs, scatter plots, `results.json` and one MLflow run.
+layout with the published numbers (`experiments/reference/published.csv`, package data) beside
+ours, per-video prediction CSVs, scatter plots, `results.json` and one MLflow run.
+
+A prediction table that another tool wrote (`evaluate_predictions`) is scored the same way against
+the label files alone: no video needs to be on disk (`experiments.predictions` matches its rows).
 """
 
 from __future__ import annotations
@@ -14,15 +17,18 @@ import os
 import re
 import warnings
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from datamodules._io import atomic_write
+from datamodules.datasets import read_labels
 from experiments.evaluation import evaluate, overall
 
-PUBLISHED = Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "published.csv"
+# Package data, so that an installed `w2svqa` finds it wherever it runs (tests/test_packaging.py).
+PUBLISHED = resources.files("experiments") / "reference" / "published.csv"
 
 
 @dataclass(frozen=True)
@@ -115,10 +121,120 @@ def evaluate_models(
         rows += model_rows + [{"model": model.name, "round": 0, "set": "overall",
                                **overall(model_rows)}]  # fmt: skip
         predictions |= {(model.name, s): p for s, p in model_predictions.items()}
+    names = [m.name for m in models]
+    return _report(out, names, sets, rows, predictions, {}, tracking_uri, track)
+
+
+def load_labels(refs: list[DatasetRef]) -> dict[str, pd.DataFrame]:
+    """Each dataset's label list (`video_id`, `path`, `mos`, `names`) as its label file gives it,
+    without looking for a single video: `path` is the name the file lists, `names` every name the
+    video goes by. Named as in `load_sets`; unusable rows are reported, never fatal."""
+    sets: dict[str, pd.DataFrame] = {}
+    for ref in refs:
+        path, usable, problems = read_labels(ref.name, ref.root, ref.labels)
+        name = ref.title or ref.name
+        name = name if name not in sets else f"{name}_{len(sets) + 1}"
+        print(f"{name}: {len(usable)} labelled videos in {path} (videos not looked for)", end="")
+        print(f"; {len(problems)} rows left out" if problems else "")
+        for line in problems[:5]:
+            print(f"  {line}")
+        sets[name] = pd.DataFrame({
+            "video_id": [f"{name}/{row.video_id}" for row, _ in usable],
+            "path": [row.names[0] for row, _ in usable],
+            "mos": [mos for _, mos in usable],
+            "names": [(row.video_id, *row.names) for row, _ in usable],
+        })  # fmt: skip
+    return sets
+
+
+@dataclass(frozen=True)
+class PredictionRef:
+    """A prediction table another tool wrote (or `w2svqa score`), to score against the labels."""
+
+    file: str
+    score_column: str | None = None
+    """Its score column (default: prediction, score, ... or DOVER's overall score)."""
+    name_column: str | None = None
+    """Its video-name column (default: every one of video_id, path, name, ..., tried in turn)."""
+
+    @property
+    def name(self) -> str:
+        return f"predictions:{Path(self.file).stem}"
+
+
+def evaluate_predictions(
+    files: list[PredictionRef],
+    sets: dict[str, pd.DataFrame],
+    out: str | os.PathLike,
+    tracking_uri: str | None = None,
+    track: bool = True,
+    listed: int = 10,
+) -> dict[str, Any]:
+    """Score each prediction table against the label lists of `load_labels` (no video is read);
+    print, per table, the rows that match no labelled video (the first `listed`; all of them in
+    results.json) and, per set, the labelled videos it has no prediction for; then report as
+    `evaluate_models` does."""
+    from experiments.predictions import match_predictions, read_predictions
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    predictions: dict[tuple[str, str], pd.DataFrame] = {}
+    matching: dict[str, Any] = {}
+    for ref in files:
+        table = read_predictions(ref.file, ref.score_column, ref.name_column)
+        match = match_predictions(table, sets)
+        model_rows, model_predictions = evaluate(ref.name, match.scores, sets)
+        rows += model_rows + [{"model": ref.name, "round": 0, "set": "overall",
+                               **overall(model_rows)}]  # fmt: skip
+        predictions |= {(ref.name, s): p for s, p in model_predictions.items()}
+        matching[ref.name] = {
+            "file": str(table.file), "score_column": table.score_column,
+            "rows": len(table.rows) + len(table.skipped), "matched": match.matched,
+            "unmatched": match.unmatched, "repeated": match.repeated, "skipped": table.skipped,
+            "without_prediction": match.without,
+        }  # fmt: skip
+        _print_matching(ref.name, matching[ref.name], listed)
+    names = [f.name for f in files]
+    return _report(out, names, sets, rows, predictions, matching, tracking_uri, track)
+
+
+def _print_matching(model: str, info: dict[str, Any], listed: int) -> None:
+    print(f"{model}: {info['rows']} rows in {info['file']} (score column {info['score_column']!r})")
+    for name, n in info["matched"].items():
+        left = info["without_prediction"][name]
+        print(f"  {name}: {n} of {n + len(left)} labelled videos matched", end="")
+        shown = ", ".join(v.removeprefix(f"{name}/") for v in left[:listed])
+        print(f"; no prediction for {len(left)}: {shown}" + (" ..." if len(left) > listed else "")
+              if left else "")  # fmt: skip
+    for kind, what in (("unmatched", "match no labelled video"), ("repeated", "repeat a video"),
+                       ("skipped", "have no usable score")):  # fmt: skip
+        lines = info[kind]
+        if lines:
+            print(f"  {len(lines)} rows {what}:")
+            for line in lines[:listed]:
+                print(f"    {line}")
+            if len(lines) > listed:
+                print(f"    ... and {len(lines) - listed} more (all in results.json)")
+
+
+def _report(
+    out: Path,
+    models: list[str],
+    sets: dict[str, pd.DataFrame],
+    rows: list[dict[str, Any]],
+    predictions: dict[tuple[str, str], pd.DataFrame],
+    matching: dict[str, Any],
+    tracking_uri: str | None,
+    track: bool,
+) -> dict[str, Any]:
+    """Write per-video CSVs, plots, table.md and results.json; log to MLflow; print the table."""
     _write_predictions(out, predictions)
     markdown = paper_table(rows, list(sets))
     atomic_write(out / "table.md", lambda p: p.write_text(markdown))
-    results = {"rows": rows, "sets": {k: len(v) for k, v in sets.items()}}
+    results: dict[str, Any] = {"rows": rows, "sets": {k: len(v) for k, v in sets.items()}}
+    if matching:
+        results["matching"] = matching
     if track:
         results["mlflow"] = _track(out, models, sets, rows, tracking_uri)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
@@ -155,7 +271,8 @@ def _write_predictions(out: Path, predictions: dict[tuple[str, str], pd.DataFram
 
 def published(sets: list[str]) -> pd.DataFrame:
     """The paper's published SRCC / PLCC for these sets (and the overall rows)."""
-    table = pd.read_csv(PUBLISHED, comment="#")
+    with resources.as_file(PUBLISHED) as path:
+        table = pd.read_csv(path, comment="#")
     return table[table.dataset.isin([*sets, "overall"])]
 
 
@@ -170,7 +287,8 @@ def paper_table(rows: list[dict[str, Any]], sets: list[str]) -> str:
         for column in columns:
             hit = frame[(frame.model == model) & (frame.set == column)]
             cells.append("—" if hit.empty else f"{hit.srcc.iloc[0]:.3f} / {hit.plcc.iloc[0]:.3f}")
-        lines.append(f"| {model} (ours) | " + " | ".join(cells) + " |")
+        whose = "file" if model.startswith("predictions:") else "ours"
+        lines.append(f"| {model} ({whose}) | " + " | ".join(cells) + " |")
     reference = published(sets)
     for model, group in reference.groupby("model", sort=False):
         by_set = group.set_index("dataset")
@@ -191,8 +309,8 @@ def _track(out: Path, models, sets, rows, tracking_uri: str | None) -> dict[str,
     from experiments.tracking import Tracker
 
     tracker = Tracker("evaluate", tracking_uri)
-    params = {"models": [m.name for m in models], "sets": {k: len(v) for k, v in sets.items()}}
-    with tracker.run("evaluate:" + ",".join(m.name for m in models), params=params) as run_id:
+    params = {"models": models, "sets": {k: len(v) for k, v in sets.items()}}
+    with tracker.run("evaluate:" + ",".join(models), params=params) as run_id:
         metrics = {
             f"{r['model']}/{r['set']}/{m}": r[m]
             for r in rows

@@ -4,6 +4,9 @@ A student file is `*.safetensors`: the weights plus, in its metadata, the studen
 name and constructor arguments) as JSON, so loading it needs no pickle and no code from the file.
 `load_student` also reads a Lightning checkpoint of `PairwiseTrainingModule` (`*.ckpt`, loaded with
 `weights_only=True`) and a plain state dict saved with its spec.
+
+A student file may also carry a calibration (`lightning_modules.calibration`: raw scores onto a
+named MOS scale) under its own metadata key; files without one load as before.
 """
 
 from __future__ import annotations
@@ -16,9 +19,11 @@ from typing import Any
 import torch
 
 from datamodules._io import atomic_write
+from lightning_modules.calibration import Calibration, CalibrationError
 from lightning_modules.students.base import Student, create_student
 
 SPEC_KEY = "student_spec"
+CALIBRATION_KEY = "calibration"
 _PREFIX = "student."  # PairwiseTrainingModule keeps its student under this attribute
 
 
@@ -30,18 +35,68 @@ class CheckpointError(ValueError):
         self.path, self.reason = str(path), reason
 
 
-def save_student(student: Student, path: str | os.PathLike) -> Path:
-    """Write `student` to `path` (`.safetensors`) atomically; returns the path."""
+def save_student(
+    student: Student, path: str | os.PathLike, calibration: Calibration | None = None
+) -> Path:
+    """Write `student` (and its calibration, if any) to `path` (`.safetensors`) atomically;
+    returns the path."""
+    # contiguous copies: safetensors refuses views and tensors that share storage
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
+    return _save(path, student.spec(), state, calibration)
+
+
+def write_calibration(
+    source: str | os.PathLike, calibration: Calibration, out: str | os.PathLike | None = None
+) -> Path:
+    """The student at `source` with `calibration` (replacing any), written to `out` (default:
+    `source` itself, or beside a `.ckpt` as `.safetensors`); the weights are copied as stored."""
+    source = Path(source)
+    spec, state = student_state(source)
+    out = Path(out) if out is not None else source.with_suffix(".safetensors")
+    return _save(out, spec, {k: v.contiguous() for k, v in state.items()}, calibration)
+
+
+def read_calibration(path: str | os.PathLike) -> Calibration | None:
+    """The calibration stored in the student file at `path`; None for a file without one (every
+    file written before calibrations existed) and for a Lightning `.ckpt`."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        return None
+    text = _metadata(path).get(CALIBRATION_KEY)
+    if text is None:
+        return None
+    try:
+        return Calibration.from_json(text)
+    except CalibrationError as err:
+        raise CheckpointError(path, str(err)) from err
+
+
+def _save(
+    path: str | os.PathLike,
+    spec: dict[str, Any],
+    state: dict[str, torch.Tensor],
+    calibration: Calibration | None,
+) -> Path:
     from safetensors.torch import save_file
 
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ValueError(f"{path}: a student file ends in .safetensors")
-    # contiguous copies: safetensors refuses views and tensors that share storage
-    state = {k: v.detach().cpu().contiguous().clone() for k, v in student.state_dict().items()}
-    metadata = {SPEC_KEY: json.dumps(student.spec())}
+    metadata = {SPEC_KEY: json.dumps(spec)}
+    if calibration is not None:
+        metadata[CALIBRATION_KEY] = calibration.to_json()
     atomic_write(path, lambda p: save_file(state, str(p), metadata=metadata))
     return path
+
+
+def _metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except Exception as err:
+        raise CheckpointError(path, f"not a readable safetensors file ({err})") from err
 
 
 def student_state(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:

@@ -82,6 +82,13 @@ def test_results_json_has_every_model_on_every_set(finished) -> None:
     assert (rows[rows.set == "ladder"].n == 18).all()
     assert Path(results["final_checkpoint"]) == out / "round2" / "student.safetensors"
     assert Path(results["final_checkpoint"]).is_file()
+    # the final student, calibrated on data.labelled (the ladder: mos = -level)
+    from lightning_modules.checkpoints import read_calibration
+
+    calibration = read_calibration(results["calibrated_student"])
+    assert Path(results["calibrated_student"]) == out / "round2" / "student_calibrated.safetensors"
+    assert calibration.scale == "mos as in ladder.parquet (-5 to 0)"
+    assert calibration.videos == 18 and calibration.fitted_on == "ladder.parquet"
     # round 2 trained on round 1's pairs, its own ensemble pairs and hard cases
     for name in ("round1/ensemble_pairs", "round1/synthetic_pairs", "round2/ensemble_pairs",
                  "round2/hard_pairs"):  # fmt: skip

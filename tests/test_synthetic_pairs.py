@@ -86,10 +86,10 @@ def test_ladders_pair_every_level_of_a_distortion_with_every_other(sources: pd.D
     ladders = plan.groupby(plan["first"].map(lambda r: r[:2]))
     levels = 5  # every spatial distortion has five
     assert ladders.ngroups == 60 // (levels * (levels - 1) // 2)  # 6 ladders of 10 pairs
-    for (_, _), pairs in ladders:
-        pairs_as_sets = {frozenset((a[2], b[2])) for a, b in zip(pairs["first"], pairs["second"])}
-        assert len(pairs_as_sets) == len(pairs) == 10  # each pair of levels once
-        assert all(a[:2] == b[:2] for a, b in zip(pairs["first"], pairs["second"]))
+    for _, pairs in ladders:
+        both = list(zip(pairs["first"], pairs["second"], strict=True))
+        assert len({frozenset((a[2], b[2])) for a, b in both}) == len(pairs) == 10  # each once
+        assert all(a[:2] == b[:2] for a, b in both)
     milder_first = (plan["first"].map(lambda r: r[2]) < plan["second"].map(lambda r: r[2])).mean()
     assert 0.25 < milder_first < 0.75  # both orders: a label never follows the position
     renditions = {r for col in ("first", "second") for r in plan[col]}
