@@ -262,19 +262,28 @@ def logistic4(x: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.n
     return b2 + (b1 - b2) / (1 + np.exp(t))
 
 
-def fit_logistic4(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray | None, str | None]:
-    """(β1..β4 of `logistic4` fitted from `x` onto `y`, None) or (None, why it cannot be fitted)."""
+def fit_logistic4(
+    x: np.ndarray, y: np.ndarray, min_width: float = 0.0
+) -> tuple[np.ndarray | None, str | None]:
+    """(β1..β4 of `logistic4` fitted from `x` onto `y`, None) or (None, why it cannot be fitted).
+    `min_width`: the least |β4|, in units of x's standard deviation; 0 lets the curve become a
+    step (the least squares of a small set often is one: every video on one of two values)."""
     x, y = np.asarray(x, float), np.asarray(y, float)
     reason = _logistic_unfit(x, y)
     if reason is not None:
         return None, reason
     p0 = [y.max(), y.min(), x.mean(), x.std() / 4]  # datasets.md's initialisation
+    low = min_width * x.std()
+    bounds = ([-np.inf] * 3 + [low], [np.inf] * 4) if low > 0 else (-np.inf, np.inf)
+    p0[3] = max(p0[3], low * 1.01)
     try:
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore", OptimizeWarning)  # covariance, unused here
             # trf, not the default lm: lm's finite-difference step stalls on a parameter
             # that starts at exactly 0 (β3 = mean(x) of centred scores)
-            params, _ = curve_fit(logistic4, x, y, p0=p0, maxfev=20_000, method="trf")
+            params, _ = curve_fit(
+                logistic4, x, y, p0=p0, bounds=bounds, maxfev=20_000, method="trf"
+            )
     except (RuntimeError, ValueError, FloatingPointError) as err:
         return None, f"{type(err).__name__}: {err}"
     fitted = logistic4(x, *params)

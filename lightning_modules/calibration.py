@@ -68,13 +68,18 @@ class Calibration:
             raise CalibrationError(f"not a calibration ({type(err).__name__}: {err})") from err
 
 
+CALIBRATION_MIN_WIDTH = 0.1  # the least |β4| of a calibration, in raw-score standard deviations
+
+
 def fit_calibration(raw: Any, mos: Any, scale: str, fitted_on: str) -> Calibration:
     """The logistic from `raw` scores onto labels `mos` (same videos, in order; NaN pairs are
     left out); CalibrationError where it cannot be fitted."""
     x, y = np.asarray(raw, dtype=float), np.asarray(mos, dtype=float)
     keep = np.isfinite(x) & np.isfinite(y)
     x, y = x[keep], y[keep]
-    params, reason = fit_logistic4(x, y)
+    # at least a tenth of the raw scores' spread wide: a calibration that maps every video onto
+    # one of two values (the unconstrained least squares on 40 videos) ranks nothing
+    params, reason = fit_logistic4(x, y, min_width=CALIBRATION_MIN_WIDTH)
     if params is None:
         raise CalibrationError(f"{fitted_on}: the 4-parameter logistic cannot be fitted ({reason})")
     rmse = float(np.sqrt(np.mean((logistic4(x, *params) - y) ** 2)))

@@ -165,3 +165,20 @@ def test_percentile_and_scale_names(tmp_path) -> None:
     table = tmp_path / "konvid.csv"
     pd.DataFrame({"path": ["a", "b"], "mos": [1.2, 4.8]}).to_csv(table, index=False)
     assert label_scale(table, [1.2, 4.8]) == "mos as in konvid.csv (1.2 to 4.8)"
+
+
+def test_a_calibration_is_never_a_step() -> None:
+    """Labels in two clusters make the least-squares logistic a step (every video on one of two
+    values); a calibration stays at least a tenth of the raw scores' spread wide."""
+    from datamodules.ensemble import fit_logistic4
+    from lightning_modules.calibration import CALIBRATION_MIN_WIDTH, fit_calibration
+
+    rng = np.random.default_rng(0)
+    raw = np.sort(rng.normal(size=40))
+    labels = np.where(raw < 0.2, 38.0, 90.0) + rng.normal(0, 1, 40)
+    free, _ = fit_logistic4(raw, labels)
+    assert free is not None and abs(free[3]) < 0.01 * raw.std()  # the unconstrained fit: a step
+    calibration = fit_calibration(raw, labels, "VMAF 0-100", "clusters")
+    assert abs(calibration.params[3]) >= CALIBRATION_MIN_WIDTH * raw.std() * 0.999
+    mos = calibration(raw)
+    assert np.all(np.diff(mos) > 0)  # every raw score keeps its own place
