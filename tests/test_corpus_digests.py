@@ -37,7 +37,8 @@ def test_small_corpus_matches_the_digests_in_the_repo(small_corpus: tuple[Path, 
                    if found[path][what] != expected[path][what]]  # fmt: skip
         assert not changed, (
             f"{len(changed)} of {2 * len(expected)} digests of {here!r} changed:\n"
-            + "\n".join(changed) + fix
+            + "\n".join(changed)
+            + fix
         )
         return
     warnings.warn(
