@@ -58,10 +58,11 @@ def sniff(path: Path) -> str:
     if kind != "text":
         return kind
     first = next((ln for ln in read_text(path).splitlines() if ln.strip()), "")
-    return "list" if any(_is_number(c) for c in re.split(r"[,;\t ]+", first)) else "csv"
+    return "list" if any(is_number(c) for c in re.split(r"[,;\t ]+", first)) else "csv"
 
 
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
+    """Whether `text` parses as a float (a header line has none; a data line does)."""
     try:
         float(text)
     except ValueError:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from datamodules._label_files import is_number
 from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher
 
 TableFormat = Literal["dover_csv", "fastvqa", "labels_txt", "generic"]
@@ -229,7 +230,7 @@ def _parse_generic(
     if not records:
         return []
     # A header is a first row without any number in it; a data row always has its score.
-    has_header = not any(_is_number(f) for f in records[0])
+    has_header = not any(is_number(f) for f in records[0])
     n_fields, first = len(records[0]), lines[0][0]
     if has_header:
         header = [f.strip() for f in records[0]]
@@ -272,11 +273,3 @@ def _column(table: Path, line: int, header: list[str], column: str | int) -> int
     if len(prefixed) == 1:
         return prefixed[0]
     raise ValueError(f"{table}:{line}: no column {column!r}; columns: {', '.join(header)}")
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
