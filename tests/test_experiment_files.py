@@ -76,7 +76,10 @@ def test_experiment_file_runs_shrunk(path: Path, tiny: TinyData) -> None:
     rounds = min(config.get("rounds", 3), 2)
     teachers = {f"teacher:{t['name']}" for t in config["teachers"]}
     assert teachers | {f"student:round{rounds}", "ensemble"} <= set(rows.model)
-    assert rows.srcc.notna().all()
+    # the tiny sets hold no stuttering video: the stutter teacher can give a whole set one score
+    # (no frozen transition anywhere), whose SRCC is undefined; every other row has one
+    constant = rows.model.eq("teacher:stutter")
+    assert rows[~constant].srcc.notna().all(), rows[rows.srcc.isna()].to_string()
     assert Path(results["final_checkpoint"]).is_file()
 
 
