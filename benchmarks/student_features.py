@@ -41,7 +41,7 @@ REPRESENTATIONS: dict[str, dict] = {
     "stage statistics + 8-frame run, native": {"representation": "stage_stats", "temporal_run": 8},
     "stage statistics, long side 224": {"representation": "stage_stats", "max_side": 224},
 }
-TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the quickstart's four
+TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the single-frame four (README)
 SETS = ("train_labeled", "validation", "test_in_domain", "test_ood")
 
 
