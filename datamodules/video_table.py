@@ -12,13 +12,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from datamodules.errors import UserError
+
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".wmv", ".mpg", ".mpeg", ".ts",
      ".3gp", ".y4m", ".ogv"}
 )  # fmt: skip
 
 
-class VideoTableError(ValueError):
+class VideoTableError(UserError, ValueError):
     """A video source (folder or table) cannot be read; the message names it and says why."""
 
 

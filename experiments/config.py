@@ -20,6 +20,7 @@ import yaml
 from jsonargparse import ActionConfigFile, ArgumentParser, Namespace, lazy_instance
 
 from datamodules.ensemble import PairStrategy, ScaleMapping
+from datamodules.errors import UserError
 from datamodules.hard_cases import HardCaseConfig
 from datamodules.sample_corpus import CorpusConfig
 from datamodules.synthetic_pairs import SyntheticPairConfig
@@ -205,7 +206,7 @@ class Experiment:
     (`student:round0`), and with a feature cache, training then reads features, not videos."""
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """An experiment file that does not fit the schema; the message names the file and key."""
 
 

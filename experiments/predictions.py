@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from datamodules.errors import UserError
 from datamodules.video_table import VIDEO_EXTENSIONS
 
 NAME_COLUMNS = ("video_id", "path", "name", "filename", "file_name", "video", "video_name", "vid")
@@ -32,7 +33,7 @@ SCORE_COLUMNS = ("prediction", "score", "pred", "predicted_score", "predicted_mo
 NO_MATCH = "no labelled video of that name"
 
 
-class PredictionError(ValueError):
+class PredictionError(UserError, ValueError):
     """A prediction table cannot be read; the message names the file and says why."""
 
 

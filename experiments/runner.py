@@ -430,16 +430,13 @@ def _hard_pairs(ctx, round_dir, reference, student_scores, pool, synthetic, k: i
 
 def _initial_student(ctx: RunContext) -> Path:
     """The untrained student (seeded), saved: round 1 starts from it."""
-    import lightning as L
-
     from lightning_modules.checkpoints import save_student
-    from lightning_modules.students.base import create_student
+    from lightning_modules.students.base import seeded_student
 
     spec = ctx.exp.student.spec()
 
     def make(out: Path) -> None:
-        L.seed_everything(ctx.exp.seed, verbose=False)  # the new layers' init follows the seed
-        save_student(create_student(spec["name"], **spec["args"]), out)
+        save_student(seeded_student(spec, ctx.exp.seed), out)
 
     key = {"student": spec, "seed": ctx.exp.seed}
     return ctx.log.run("untrained student", ctx.out / "round0" / "student.safetensors", key, make)
@@ -448,11 +445,9 @@ def _initial_student(ctx: RunContext) -> Path:
 def _train(
     ctx: RunContext, round_dir: Path, pairs: list[Path], previous: Path | None, k: int
 ) -> Path:
-    import lightning as L
-
     from experiments.train import train_student
     from lightning_modules.checkpoints import load_student
-    from lightning_modules.students.base import create_student
+    from lightning_modules.students.base import seeded_student
 
     exp, training = ctx.exp, ctx.exp.training
     steps = training.steps[min(k, len(training.steps)) - 1]
@@ -465,10 +460,8 @@ def _train(
     }  # fmt: skip
 
     def make(out: Path) -> None:
-        L.seed_everything(exp.seed + k, verbose=False)  # the new layers' init follows the seed
-        student = (
-            create_student(spec["name"], **spec["args"]) if restart else load_student(previous)
-        )
+        # train_student seeds again before training, so loading `previous` needs no seed
+        student = seeded_student(spec, exp.seed + k) if restart else load_student(previous)
         # a fresh copy each round: a loss may learn (the ordered probit's cut-points), and a
         # resumed run must not depend on what an earlier round in the same process taught it
         loss = copy.deepcopy(ctx.loss)

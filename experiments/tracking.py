@@ -36,6 +36,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from scipy.stats import spearmanr
 
+from datamodules.errors import UserError
+
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlruns/artifacts"
 
@@ -48,7 +50,7 @@ _METRICS_PER_BATCH = 1000
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
 
-class UIError(RuntimeError):
+class UIError(UserError, RuntimeError):
     """The MLflow UI server could not start; the message says why and what to do."""
 
 
@@ -83,7 +85,7 @@ def _sqlite_file(tracking_uri: str) -> Path | None:
     return None if path in ("", ":memory:") else Path(path)
 
 
-class StoreError(RuntimeError):
+class StoreError(UserError, RuntimeError):
     """The tracking store cannot be used; the message names it, says why and what to do."""
 
 

@@ -243,15 +243,9 @@ def _report(
 
 
 def _scorer(model: ModelRef):
-    if (model.checkpoint is None) == (model.teacher is None):
-        raise ValueError("a model is a --checkpoint or a --teacher, exactly one")
-    if model.checkpoint is not None:
-        from lightning_modules.teachers.student import StudentTeacher
+    from lightning_modules.scorers import load_scorer
 
-        return StudentTeacher(model.checkpoint)
-    from experiments.cli import _load_teacher
-
-    return _load_teacher(model.teacher)
+    return load_scorer(model.checkpoint, model.teacher)
 
 
 def _slug(name: str) -> str:

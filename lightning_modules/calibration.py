@@ -23,11 +23,12 @@ import numpy as np
 import pandas as pd
 
 from datamodules.ensemble import fit_logistic4, logistic4
+from datamodules.errors import UserError
 
 VMAF_SCALE = "VMAF 0-100"
 
 
-class CalibrationError(ValueError):
+class CalibrationError(UserError, ValueError):
     """A calibration that cannot be fitted or read, with the reason."""
 
 

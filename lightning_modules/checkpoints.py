@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from datamodules._io import atomic_write
+from datamodules.errors import UserError
 from lightning_modules.calibration import Calibration, CalibrationError
 from lightning_modules.students.base import Student, create_student
 
@@ -27,7 +28,7 @@ CALIBRATION_KEY = "calibration"
 _PREFIX = "student."  # PairwiseTrainingModule keeps its student under this attribute
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """A checkpoint that cannot be read as a student, with its path and the reason."""
 
     def __init__(self, path: str | os.PathLike, reason: str) -> None:

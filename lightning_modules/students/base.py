@@ -101,6 +101,15 @@ def create_student(name: str, /, **kwargs: Any) -> Student:
     return _REGISTRY[name](**kwargs)
 
 
+def seeded_student(spec: dict[str, Any], seed: int) -> Student:
+    """A new student from its spec (`Student.spec()`), its fresh layers initialised from `seed`:
+    the same spec and seed give the same weights."""
+    import lightning as L
+
+    L.seed_everything(seed, verbose=False)
+    return create_student(spec["name"], **spec["args"])
+
+
 def _import_builtin_students() -> None:
     import importlib
 
