@@ -11,7 +11,7 @@ experiment file holds only what differs from these defaults.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -80,8 +80,9 @@ class DataConfig:
 class EnsemblePairConfig:
     """Pseudo-labelled pairs from the teacher ensemble, drawn afresh each round."""
 
-    pairs: list[int] = field(default_factory=lambda: [500, 150, 150])
-    """Pairs drawn per round (the paper: 250k, 85k, 85k); the last value repeats later."""
+    pairs: list[int] | int = field(default_factory=lambda: [500, 150, 150])
+    """Pairs drawn per round (the paper: 250k, 85k, 85k); the last value repeats later (one
+    number: every round)."""
     mapping: ScaleMapping = "logistic"
     """Common scale of the teachers' scores: logistic (onto `reference`), zscore or rank."""
     reference: str | None = None
@@ -92,6 +93,10 @@ class EnsemblePairConfig:
     """Cap on the pairs any one video takes part in; None: no cap."""
     min_teachers: int = 1
     """Videos scored by fewer teachers are left out."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pairs, int):  # `--ensemble.pairs 300`: every round
+            object.__setattr__(self, "pairs", [self.pairs])
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,9 @@ class TrainerConfig:
 class TrainingConfig:
     """One round's training stage."""
 
-    steps: list[int] = field(default_factory=lambda: [150])
-    """Optimiser steps per round; the last value repeats for later rounds."""
+    steps: list[int] | int = field(default_factory=lambda: [150])
+    """Optimiser steps per round; the last value repeats for later rounds (one number: every
+    round)."""
     batch_size: int = 8
     """Pairs per step and device."""
     workers: int = 2
@@ -172,6 +178,10 @@ class TrainingConfig:
     checkpoint_every: int | None = 50
     """Save a resumable checkpoint every so many steps: a killed round resumes from it, mid-epoch,
     and ends as an uninterrupted one would. None: none."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, int):  # `--training.steps 50`: every round
+            self.steps = [self.steps]
 
 
 def _default_student() -> Student:
@@ -210,36 +220,58 @@ class ConfigError(UserError, ValueError):
     """An experiment file that does not fit the schema; the message names the file and key."""
 
 
-def experiment_parser() -> ArgumentParser:
-    """The parser of experiment files and their command-line overrides."""
-    parser = ArgumentParser(prog="w2svqa run", description=Experiment.__doc__, exit_on_error=False)
+def experiment_parser(
+    prog: str = "w2svqa run", options: Callable[..., Any] | None = None, description: str = ""
+) -> ArgumentParser:
+    """The parser of experiment files and their command-line overrides; `options`: a function
+    whose typed parameters are added beside the experiment's keys (the run's own options)."""
+    parser = ArgumentParser(
+        prog=prog, description=description or Experiment.__doc__, exit_on_error=False
+    )
     parser.add_argument("--config", action=ActionConfigFile, help="An experiment YAML file.")
     parser.add_class_arguments(Experiment, as_group=False)
+    if options is not None:
+        parser.add_function_arguments(options, nested_key=None, as_group=True)
     return parser
 
 
 def parse_experiment(
-    args: Sequence[str], instantiate: bool = True
+    args: Sequence[str], instantiate: bool = True, options: Callable[..., Any] | None = None
 ) -> tuple[Namespace, Experiment | None]:
-    """`[CONFIG.yaml] [--key value ...]` -> (the resolved config, the experiment with its teachers
-    and student built; None with `instantiate=False`, which only checks the schema). Overrides
-    may index lists: `--teachers.0.weight 0.5`."""
+    """`[CONFIG.yaml] [--key value ...]` (or `--config CONFIG.yaml`) -> (the resolved config, the
+    experiment with its teachers and student built; None with `instantiate=False`, which only
+    checks the schema). Overrides may index lists: `--teachers.0.weight 0.5`. A wrong key or value
+    is a ConfigError naming where it was (the file or the command line) and the nearest valid key.
+    With `options`, the namespace also holds those parameters' values."""
+    from experiments.parsing import explain
+
     args = list(args)
     config_file = args.pop(0) if args and not args[0].startswith("-") else None
+    if config_file is None and "--config" in args:
+        at = args.index("--config")
+        if at + 1 >= len(args):
+            raise ConfigError("--config: expected a file")
+        config_file = args.pop(at + 1)
+        args.pop(at)
     base: dict[str, Any] = {}
     if config_file is not None:
         base = load_yaml(config_file)
     base, rest = _apply_indexed_overrides(base, args, config_file)
-    parser = experiment_parser()
-    argv = (["--config", yaml.safe_dump(base)] if base else []) + rest
-    where = config_file or "the command line"
+    parser = experiment_parser(options=options)
+    file_argv = ["--config", yaml.safe_dump(base)] if base else []
+    if config_file is not None:  # the file alone first, so its errors are named as its own
+        try:
+            parser.parse_args(file_argv)
+        except Exception as err:
+            raise ConfigError(f"{config_file}: {explain(parser, str(err))}") from err
     try:
-        namespace = parser.parse_args(argv)
+        namespace = parser.parse_args(file_argv + rest)
     except Exception as err:  # jsonargparse names the key and what it expected
-        raise ConfigError(f"{where}: {err}") from err
+        raise ConfigError(f"the command line: {explain(parser, str(err))}") from err
     namespace.pop("config", None)
     if not instantiate:
         return namespace, None
+    where = config_file or "the command line"
     try:
         built = parser.instantiate(namespace)
     except Exception as err:  # a class whose constructor refuses its arguments

