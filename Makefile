@@ -31,7 +31,7 @@ $(VENV)/.installed: pyproject.toml $(LOCK)
 # The main job on the embedded default: builds the sample corpus when missing, then three rounds of
 # weak-to-strong training; prints the results table and logs the run to MLflow (mlruns/).
 quickstart: setup
-	$(BIN)/w2svqa run experiments/quickstart.yaml --output-dir runs/quickstart
+	$(BIN)/w2svqa run experiments/quickstart.yaml --output_dir runs/quickstart
 
 test: setup
 	$(BIN)/pytest

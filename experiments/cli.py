@@ -153,8 +153,21 @@ def main(args: list[str] | None = None) -> None:
     except UserError as err:
         if debug:
             raise
-        print(f"w2svqa {name}: {err}", file=sys.stderr)
-        raise SystemExit(2) from None
+        message = f"w2svqa {name}: {err}"
+        print(message, file=sys.stderr)
+        raise ErrorExit(message) from None
+
+
+class ErrorExit(SystemExit):
+    """Exit status 2 after a user error was printed; `str()` is the message (for callers of
+    `main` in the same process, such as tests)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _command_of(args: list[str]) -> tuple[str, list[str]]:

@@ -62,7 +62,7 @@ def read_predictions(
         if not names:
             raise PredictionError(
                 f"{file}: no name column ({', '.join(NAME_COLUMNS)}; columns: "
-                f"{', '.join(header)}); choose one with --name-column"
+                f"{', '.join(header)}); choose one with --name_column"
             )
     elif len(header) in (2, 4) and score_column is None and name_column is None:
         # no header: `name, score`, or labels.txt's `path, a, t, score`
@@ -150,7 +150,7 @@ def _score_column(file: Path, header: Sequence[str]) -> str:
         return overall[0]
     raise PredictionError(
         f"{file}: no score column ({', '.join(SCORE_COLUMNS)}, or DOVER's overall score; "
-        f"columns: {', '.join(header)}); choose one with --score-column"
+        f"columns: {', '.join(header)}); choose one with --score_column"
     )
 
 

@@ -17,8 +17,13 @@ def test_probe_prints_metadata_or_the_reason(tmp_path: Path, capsys: pytest.Capt
     good = encode_frames(real_clip(frames=5), 25, tmp_path / "good.mp4")
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
-    main(["data", "probe", str(tmp_path)])  # a folder: every file in it, sorted
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    (tmp_path / "good.json").write_text("{}")  # a corpus's sidecar: not a video, not probed
+    with pytest.raises(SystemExit) as exit_:  # a folder: every video file in it, sorted
+        main(["data", "probe", str(tmp_path)])
+    assert exit_.value.code == 1  # one video could not be read
+    out = capsys.readouterr()
+    assert "2 video files probed, 1 other files skipped" in out.err
+    lines = [json.loads(line) for line in out.out.splitlines()]
     lines = lines[::-1]  # bad.mp4 sorts first
     assert lines[0]["num_frames"] == 5 and lines[0]["codec"] == "h264"
     assert lines[1] == {"path": str(bad), "error": "not a readable video (Invalid data found "

@@ -60,7 +60,7 @@ def _run(config: dict, tiny: TinyData, name: str) -> dict:
     file = tiny.folder / f"{name}.yaml"
     file.write_text(yaml.safe_dump(config))
     out, uri = tiny.folder / "runs" / name, f"sqlite:///{tiny.folder / 'mlflow.db'}"
-    main(["run", str(file), "--output-dir", str(out), "--tracking-uri", uri])
+    main(["run", str(file), "--output_dir", str(out), "--tracking_uri", uri])
     return json.loads((out / "results.json").read_text())
 
 

@@ -73,7 +73,7 @@ def test_an_installed_wheel_evaluates_from_another_folder(
                            capture_output=True, text=True).stdout  # fmt: skip
     assert str(REPO) not in where and where.count(str(site)) == 2
     command = [str(site / "bin" / "w2svqa"), "evaluate", "--predictions", "pred.csv",
-               "--dataset", "konvid_1k", "--root", "KoNViD_1k", "--no-mlflow"]  # fmt: skip
+               "--dataset", "konvid_1k", "--root", "KoNViD_1k", "--no_mlflow"]  # fmt: skip
     run = subprocess.run([sys.executable, *command], cwd=elsewhere, env=env, check=True,
                          capture_output=True, text=True)  # fmt: skip
     assert "5 of 5 labelled videos matched" in run.stdout

@@ -53,8 +53,8 @@ def _run(config: Path, out: Path, kill: str | None = None) -> subprocess.Complet
     env = {k: v for k, v in os.environ.items() if k != ENV}
     if kill:
         env[ENV] = kill
-    argv = [sys.executable, "-m", "experiments.cli", "run", str(config), "--output-dir", str(out),
-            "--no-mlflow"]  # fmt: skip
+    argv = [sys.executable, "-m", "experiments.cli", "run", str(config), "--output_dir", str(out),
+            "--no_mlflow"]  # fmt: skip
     return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
 
 

@@ -36,9 +36,9 @@ def test_evaluate_the_sample_corpus_sets(small_corpus, student_file, tmp_path, c
     sets = []
     for split in ("test_in_domain", "test_ood"):
         sets += ["--dataset", "labels_txt", "--root", str(corpus), "--labels",
-                 str(corpus / f"{split}.txt"), "--as", split, "--mos-range", "0,100"]  # fmt: skip
+                 str(corpus / f"{split}.txt"), "--as", split, "--mos_range", "0,100"]  # fmt: skip
     main(["evaluate", "--checkpoint", str(student_file), "--teacher", "blur", *sets,
-          "--output-dir", str(out), "--tracking-uri", uri, "--workers", "0"])  # fmt: skip
+          "--output_dir", str(out), "--tracking_uri", uri, "--workers", "0"])  # fmt: skip
     results = json.loads((out / "results.json").read_text())
     rows = pd.DataFrame(results["rows"])
     assert set(rows.model) == {"student:s", "teacher:blur"}
@@ -70,9 +70,9 @@ def test_evaluate_every_dataset_format_beside_the_published_numbers(
         if "labels" in layout.options:
             args += ["--labels", str(layout.options["labels"])]
         if "mos_range" in layout.options:
-            args += ["--mos-range", ",".join(map(str, layout.options["mos_range"]))]
+            args += ["--mos_range", ",".join(map(str, layout.options["mos_range"]))]
     out = tmp_path / "eval"
-    main(["evaluate", "--teacher", "blur", *args, "--output-dir", str(out), "--no-mlflow",
+    main(["evaluate", "--teacher", "blur", *args, "--output_dir", str(out), "--no_mlflow",
           "--workers", "0"])  # fmt: skip
     rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
     assert set(rows.set) == set(DATASETS) | {"overall"}
