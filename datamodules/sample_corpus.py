@@ -30,10 +30,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from datamodules._ffmpeg import STORE_X264, encode_frames
 from datamodules._io import atomic_write
+from datamodules._progress import progress_bar
 from datamodules.distortions import apply_chain, list_distortions
 from datamodules.sources import FOOTAGE, PHOTOS, footage_path, photo_path
 from datamodules.video_reader import VideoReader
@@ -101,8 +101,12 @@ class Recipe:
         return "+".join(f"{name}:{level}" for name, level in self.chain) or "clean"
 
 
-def build_sample_corpus(out: str | os.PathLike, config: CorpusConfig = CorpusConfig()) -> dict:
-    """Build (or complete) the corpus under `out`; return a summary of what it holds."""
+def build_sample_corpus(
+    out: str | os.PathLike, config: CorpusConfig = CorpusConfig(), progress: bool | None = None
+) -> dict:
+    """Build (or complete) the corpus under `out`; return a summary of what it holds.
+
+    `progress`: a bar on stderr while clips are made (None: when stderr is a terminal)."""
     out = Path(out)
     start = time.perf_counter()
     recipes = list(_recipes(config))
@@ -115,7 +119,8 @@ def build_sample_corpus(out: str | os.PathLike, config: CorpusConfig = CorpusCon
     if todo:
         with ProcessPoolExecutor(max_workers=max(config.workers, 1)) as pool:
             jobs = {pool.submit(_make_cut, out, g, config): len(g) for g in groups.values()}
-            with tqdm(total=len(todo), desc="clips", unit="clip") as bar:
+            desc = "sample corpus: rendering and VMAF-labelling clips"
+            with progress_bar(len(todo), desc, "clip", progress) as bar:
                 for job in as_completed(jobs):
                     failures += job.result()
                     bar.update(jobs[job])

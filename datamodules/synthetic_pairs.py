@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from datamodules._ffmpeg import STORE_X264, encode_frames
 from datamodules._io import atomic_write
+from datamodules._progress import progress_bar
 from datamodules.distortions import DISTORTIONS, apply_distortion
 from datamodules.video_reader import VideoReader, VideoReadError
 
@@ -61,13 +62,19 @@ class SyntheticPairConfig:
 
 
 def build_synthetic_pairs(
-    sources: pd.DataFrame, cache: str | os.PathLike, config: SyntheticPairConfig, round: int = 1
+    sources: pd.DataFrame,
+    cache: str | os.PathLike,
+    config: SyntheticPairConfig,
+    round: int = 1,
+    progress: bool | None = None,
 ) -> pd.DataFrame:
-    """Synthetic pairs drawn from `sources` (`video_id`, `path`); renditions cached in `cache`."""
+    """Synthetic pairs drawn from `sources` (`video_id`, `path`); renditions cached in `cache`.
+
+    `progress`: a bar on stderr while renditions are rendered (None: when stderr is a terminal)."""
     plan = plan_pairs(sources, config)
     renditions = sorted({r for _, p in plan.iterrows() for r in (p.first, p.second)})
     paths = sources.set_index("video_id").path.astype(str).to_dict()
-    failures = _render_all(paths, renditions, Path(cache), config)
+    failures = _render_all(paths, renditions, Path(cache), config, progress)
     path_of = {r: str(_rendition_path(Path(cache), r, config)) for r in renditions}
     if failures:  # a source that cannot be read loses its pairs; the others go on
         for line in failures:
@@ -143,7 +150,9 @@ def _rendition_path(cache: Path, r: tuple[str, str, int], config: SyntheticPairC
     return cache / digest[:2] / f"{digest}-{r[1]}{r[2]}.mp4"
 
 
-def _render_all(paths: dict[str, str], renditions: list, cache: Path, config) -> list[str]:
+def _render_all(
+    paths: dict[str, str], renditions: list, cache: Path, config, progress: bool | None
+) -> list[str]:
     """Render the renditions not yet cached; return one line per source that failed."""
     todo = [r for r in renditions if not _rendition_path(cache, r, config).exists()]
     by_source: dict[str, list] = {}
@@ -155,7 +164,8 @@ def _render_all(paths: dict[str, str], renditions: list, cache: Path, config) ->
     with ProcessPoolExecutor(max_workers=max(config.workers, 1)) as pool:
         jobs = {pool.submit(_render_source, paths[s], rs, cache, config): len(rs)
                 for s, rs in by_source.items()}  # fmt: skip
-        with tqdm(total=len(todo), desc="renditions", unit="clip") as bar:
+        desc = "synthetic pairs: rendering distorted copies"
+        with progress_bar(len(todo), desc, "clip", progress) as bar:
             for job in as_completed(jobs):
                 if error := job.result():
                     failures.append(error)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,11 +21,14 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter
+from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from datamodules._faults import kill_point
 from datamodules._io import atomic_write
+from datamodules._progress import show_progress
 from datamodules.video_datamodule import VideoScoringDataModule
+from lightning_modules._quiet import quiet_lightning
 from lightning_modules.teachers.base import Teacher, VideoItem
 
 COLUMNS = ["video_id", "path", "score", "native", "status", "error"]
@@ -79,6 +83,26 @@ class ScoreTableWriter(BasePredictionWriter):
         kill_point("label")
 
 
+class ScoringProgressBar(TQDMProgressBar):
+    """Lightning's predict bar, saying what it scores ("blur: 120 videos") instead of "Predicting
+    DataLoader 0", on stderr like every other bar of the suite (stdout stays for results)."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__()
+        self.description = description
+
+    def init_predict_tqdm(self) -> Tqdm:
+        sys.stdout.flush()  # what was printed before this stage shows before its bar
+        return Tqdm(
+            desc=self.description, total=convert_inf(sum(self.trainer.num_predict_batches)),
+            disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stderr,
+            smoothing=0, unit="batch", bar_format=self.BAR_FORMAT,
+        )  # fmt: skip
+
+    def on_predict_batch_start(self, *args: Any, **kwargs: Any) -> None:
+        pass  # Lightning's would reset the bar and rename it "Predicting DataLoader 0"
+
+
 @dataclass(frozen=True)
 class LabelSummary:
     """What one labelling run did."""
@@ -114,8 +138,14 @@ def label_videos(
     batch_size: int = 4,
     workers: int = 2,
     trainer: dict[str, Any] | None = None,
+    description: str | None = None,
+    progress: bool | None = None,
 ) -> LabelSummary:
-    """Score the videos of `videos` (`video_id`, `path`) that `out` has no valid score for."""
+    """Score the videos of `videos` (`video_id`, `path`) that `out` has no valid score for.
+
+    `description`: what the progress bar says it scores (default: the teacher's name and the
+    number of videos to score); `progress`: show the bar (None: when stderr is a terminal, and
+    never with `trainer={"enable_progress_bar": False}`)."""
     start = time.perf_counter()
     out = Path(out)
     done = read_scores(out)
@@ -123,11 +153,18 @@ def label_videos(
     todo = videos[~videos["video_id"].astype(str).isin(ok)].reset_index(drop=True)
     if len(todo):
         parts = _parts_dir(out)
-        runner = L.Trainer(
-            **{"accelerator": "cpu", "devices": 1, "logger": False, "enable_model_summary": False,
-               "enable_checkpointing": False, **(trainer or {})},
-            callbacks=[ScoreTableWriter(parts)],
-        )  # fmt: skip
+        quiet_lightning()
+        settings = {
+            "accelerator": "cpu", "devices": 1, "logger": False, "enable_model_summary": False,
+            "enable_checkpointing": False, **(trainer or {}),
+        }  # fmt: skip
+        callbacks: list[L.Callback] = [ScoreTableWriter(parts)]
+        if settings.get("enable_progress_bar", True) and show_progress(progress):
+            text = description or f"{teacher.name}: {len(todo)} videos"
+            callbacks.append(ScoringProgressBar(text))
+        else:  # without it Lightning would add its own bar
+            settings["enable_progress_bar"] = False
+        runner = L.Trainer(**settings, callbacks=callbacks)
         data = VideoScoringDataModule(
             todo, teacher.sampler(), batch_size, workers, cached=teacher.cached_input
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -91,3 +92,19 @@ def test_cli_prints_the_table(corpus: tuple[Path, dict], capsys: pytest.CaptureF
     text = capsys.readouterr().out
     assert "0 clips made" in text
     assert "test_ood" in text and "unlabelled" in text
+
+
+def test_the_build_shows_its_progress_on_stderr(corpus, tmp_path, capsys) -> None:
+    out, _ = corpus
+    copy = tmp_path / "corpus"
+    shutil.copytree(out, copy)
+    clip = next((copy / "videos" / "pool").glob("*.json"))
+    made = clip.with_suffix(".mp4").read_bytes()
+    clip.unlink()  # one clip to make again
+    capsys.readouterr()
+    summary = build_sample_corpus(copy, SMALL, progress=True)
+    captured = capsys.readouterr()
+    assert summary["made"] == 1
+    assert "sample corpus: rendering and VMAF-labelling clips" in captured.err
+    assert "1/1" in captured.err and "sample corpus" not in captured.out
+    assert clip.with_suffix(".mp4").read_bytes() == made  # the bar changes no byte

@@ -98,3 +98,17 @@ def test_ladders_pair_every_level_of_a_distortion_with_every_other(sources: pd.D
     assert len(renditions) == 30 < len({r for col in ("first", "second") for r in random[col]})
     with pytest.raises(ValueError, match="'random' or 'ladder'"):
         plan_pairs(sources, SyntheticPairConfig(design="stairs"))  # type: ignore[arg-type]
+
+
+def test_rendering_shows_its_progress_on_stderr(sources: pd.DataFrame, tmp_path: Path, capsys):
+    config = SyntheticPairConfig(pairs=2, groups={"spatial": 1}, workers=1)
+    pairs = build_synthetic_pairs(sources, tmp_path, config, progress=True)
+    err = capsys.readouterr().err
+    assert "synthetic pairs: rendering distorted copies" in err and "clip" in err
+    quiet = build_synthetic_pairs(sources, tmp_path / "quiet", config)  # stderr is no terminal
+    assert "synthetic pairs" not in capsys.readouterr().err
+    same = [c for c in pairs if not c.endswith("_path")]
+    assert quiet[same].equals(pairs[same])  # the bar changes no pair and no byte
+    for a, b in zip([*pairs.first_path, *pairs.second_path],
+                    [*quiet.first_path, *quiet.second_path], strict=True):  # fmt: skip
+        assert Path(a).read_bytes() == Path(b).read_bytes()
