@@ -250,8 +250,10 @@ def _report(
         results["mlflow"] = _track(out, models, sets, rows, tracking_uri)
     atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
     print(markdown)
-    print(f"\n{out}: table.md, results.json, per-video CSVs in predictions/, scatter plots in "
-          "plots/" + (", scores/ (kept for re-runs)" if (out / "scores").is_dir() else ""))
+    print(
+        f"\n{out}: table.md, results.json, per-video CSVs in predictions/, scatter plots in "
+        "plots/" + (", scores/ (kept for re-runs)" if (out / "scores").is_dir() else "")
+    )
     if "mlflow" in results:
         print(f"MLflow run {results['mlflow']['run_id']} (see it with `w2svqa ui`)")
     return results

@@ -87,7 +87,9 @@ def test_user_error_is_one_line_and_debug_shows_the_traceback(tmp_path: Path, ca
     with pytest.raises(SystemExit) as exit_:
         main(["data", "probe", str(missing)])
     assert exit_.value.code == 2
-    assert capsys.readouterr().err.strip() == f"w2svqa data probe: {missing}: no such file or folder"
+    assert (
+        capsys.readouterr().err.strip() == f"w2svqa data probe: {missing}: no such file or folder"
+    )
     from datamodules.errors import UserError
 
     with pytest.raises(UserError):

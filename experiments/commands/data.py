@@ -96,4 +96,3 @@ def vmaf(
             per_frame, index=False
         )
     print(f"{result.mean:.4f}")
-

@@ -193,5 +193,3 @@ def calibrate(
     )
     b1, b2, b3, b4 = calibration.params
     print(f"{out}: {calibration.describe()}; β = {b1:.4g}, {b2:.4g}, {b3:.4g}, {b4:.4g}")
-
-

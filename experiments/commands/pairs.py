@@ -124,5 +124,3 @@ def pairs_hard(
     atomic_write(out, lambda p: table.to_parquet(p, index=False))
     counts = table.source.value_counts().to_dict()
     print(f"{out}: {len(table)} hard-case pairs for round {round} ({counts})")
-
-

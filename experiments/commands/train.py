@@ -113,5 +113,3 @@ def finetune(
     print(per_split.to_string(index=False, float_format="%.3f"))
     print(f"\n{dataset}, {protocol.splits} splits (test SRCC / PLCC / KRCC):")
     print(summary.to_string(float_format="%.3f"))
-
-

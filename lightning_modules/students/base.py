@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 from torch import nn
 
 from datamodules.frame_sampling import Sampler
+from lightning_modules.registry import Registry
 
 Readout = Literal["scorer", "comparator"]
 StudentInput = torch.Tensor | dict[str, torch.Tensor]  # batched: a leading B dimension
@@ -71,34 +71,12 @@ class Student(nn.Module, ABC):
         return {"name": self.name, "args": args}
 
 
-_REGISTRY: dict[str, Callable[..., Student]] = {}
-
-
-def register_student(name: str) -> Callable[[type[Student]], type[Student]]:
-    """Class decorator: make a student available by `name` to configs and checkpoints."""
-
-    def wrap(cls: type[Student]) -> type[Student]:
-        if name in _REGISTRY:
-            raise ValueError(f"student {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
-
-
-def list_students() -> list[str]:
-    """Registered student names, sorted."""
-    _import_builtin_students()
-    return sorted(_REGISTRY)
-
-
-def create_student(name: str, /, **kwargs: Any) -> Student:
-    """A registered student by name; unknown names fail listing the known ones."""
-    _import_builtin_students()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown student {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
+STUDENTS: Registry[Student] = Registry(
+    "student", [f"lightning_modules.students.{m}" for m in ("compact", "llava_onevision")]
+)
+register_student = STUDENTS.register
+list_students = STUDENTS.list
+create_student = STUDENTS.create
 
 
 def seeded_student(spec: dict[str, Any], seed: int) -> Student:
@@ -108,10 +86,3 @@ def seeded_student(spec: dict[str, Any], seed: int) -> Student:
 
     L.seed_everything(seed, verbose=False)
     return create_student(spec["name"], **spec["args"])
-
-
-def _import_builtin_students() -> None:
-    import importlib
-
-    for module in ("compact", "llava_onevision"):
-        importlib.import_module(f"lightning_modules.students.{module}")

@@ -5,8 +5,16 @@ from lightning_modules.teachers.base import (
     Teacher,
     VideoItem,
     create_teacher,
+    describe_teachers,
     list_teachers,
     register_teacher,
 )
 
-__all__ = ["Teacher", "VideoItem", "create_teacher", "list_teachers", "register_teacher"]
+__all__ = [
+    "Teacher",
+    "VideoItem",
+    "create_teacher",
+    "describe_teachers",
+    "list_teachers",
+    "register_teacher",
+]

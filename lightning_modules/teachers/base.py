@@ -3,15 +3,15 @@
 A teacher declares the frames it needs (a sampler from `datamodules.frame_sampling`, or None for a
 teacher that looks scores up in a table and decodes nothing) and returns its *native* value; the
 labelling job flips lower-is-better natives at this boundary and keeps both in the score table.
-Teachers are registered by name (`@register_teacher("sharpness")`), so that `w2svqa label --teacher
-NAME` and YAML files (`class_path`) can name them.
+Teachers are registered by name (`@register_teacher("sharpness")`, which sets `name`), so that
+`w2svqa label --teacher NAME` and YAML files (`class_path`) can name them.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +20,7 @@ import numpy as np
 
 from datamodules.frame_sampling import Sampler
 from datamodules.video_reader import VideoInfo
+from lightning_modules.registry import Registry
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,38 +105,32 @@ def score_one(teacher: Teacher, item: VideoItem) -> float:
     return result
 
 
-_REGISTRY: dict[str, Callable[..., Teacher]] = {}
+TEACHERS: Registry[Teacher] = Registry(
+    "teacher",
+    [
+        f"lightning_modules.teachers.{m}"
+        for m in ("classical", "tables", "vlm", "student", "regressor")
+    ],
+)
+register_teacher = TEACHERS.register
+list_teachers = TEACHERS.list
+create_teacher = TEACHERS.create
 
 
-def register_teacher(name: str) -> Callable[[Callable[..., Teacher]], Callable[..., Teacher]]:
-    """Class decorator: make a teacher available by `name` to the CLI and configs."""
-
-    def wrap(factory: Callable[..., Teacher]) -> Callable[..., Teacher]:
-        if name in _REGISTRY:
-            raise ValueError(f"teacher {name!r} is registered twice")
-        _REGISTRY[name] = factory
-        return factory
-
-    return wrap
-
-
-def list_teachers() -> list[str]:
-    """Registered teacher names, sorted."""
-    _import_builtin_teachers()
-    return sorted(_REGISTRY)
-
-
-def create_teacher(name: str, /, **kwargs: object) -> Teacher:
-    """A registered teacher by name; unknown names fail listing the known ones."""
-    _import_builtin_teachers()
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown teacher {name!r}; registered: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**kwargs)
-
-
-def _import_builtin_teachers() -> None:
-    # Importing the modules runs their @register_teacher decorators.
-    import importlib
-
-    for module in ("classical", "tables", "vlm", "student", "regressor"):
-        importlib.import_module(f"lightning_modules.teachers.{module}")
+def describe_teachers() -> list[tuple[str, str]]:
+    """Each registered teacher's name and one line (direction, native scale, or the arguments it
+    needs), read from its class: nothing is constructed, no model is loaded."""
+    rows = []
+    for name in list_teachers():
+        cls = TEACHERS.get(name)
+        params = inspect.signature(cls).parameters.values()
+        if any(p.default is p.empty and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+               for p in params):  # fmt: skip
+            rows.append(
+                (name, f"needs arguments: give a YAML file {{name: {name}, args: {{...}}}}")
+            )
+            continue
+        scale = f"native {cls.native_range}" if cls.native_range else "native open"
+        direction = "higher is better" if cls.higher_is_better else "lower is better (flipped)"
+        rows.append((name, f"{direction}, {scale}"))
+    return rows

@@ -200,7 +200,6 @@ class NiqeTeacher(Teacher):
     max_height: int | None = 540
     """Taller frames are downscaled (area) first, for speed: patch count grows with area."""
 
-    name = "niqe"
     higher_is_better = False
     native_range = (0.0, math.inf)
 
@@ -234,7 +233,6 @@ class BlurTeacher(Teacher):
     max_height: int | None = 720
     """Taller frames are downscaled (area) first, for speed."""
 
-    name = "blur"
     higher_is_better = False
     native_range = (0.0, 1.0)
 
@@ -277,7 +275,6 @@ class NoiseTeacher(Teacher):
     num_frames: int = 8
     """Frames spread evenly over the video."""
 
-    name = "noise"
     higher_is_better = False
     native_range = (0.0, math.inf)
 
@@ -320,7 +317,6 @@ class BlockinessTeacher(Teacher):
     num_frames: int = 8
     """Frames spread evenly over the video."""
 
-    name = "blockiness"
     higher_is_better = False
     native_range = (0.0, math.inf)
 
@@ -356,7 +352,6 @@ class ExposureTeacher(Teacher):
     num_frames: int = 8
     """Frames spread evenly over the video."""
 
-    name = "exposure"
     higher_is_better = True
     native_range = (0.0, 8.0)
 
@@ -401,7 +396,6 @@ class StutterTeacher(Teacher):
     analysis_height: int = 90
     """Rows the luma is downscaled to before differencing."""
 
-    name = "stutter"
     higher_is_better = False
     native_range = (0.0, 1.0)
 

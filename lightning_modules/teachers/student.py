@@ -6,21 +6,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch.utils.data import default_collate
+from typing import TYPE_CHECKING, Any
 
 from datamodules.frame_sampling import Sampler
-from lightning_modules.checkpoints import load_student
 from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher, score_one
+
+if TYPE_CHECKING:
+    import torch
 
 
 @register_teacher("student")
 class StudentTeacher(Teacher):
     """Scores videos with a trained student checkpoint (`.safetensors` or a training `.ckpt`)."""
 
-    name = "student"
     higher_is_better = True
 
     def __init__(
@@ -33,9 +31,13 @@ class StudentTeacher(Teacher):
         student, the videos of spread quality each video is compared with (see `pick_anchors`)."""
         self.checkpoint = str(checkpoint)
         self.name = f"student:{Path(checkpoint).stem}"
+        import torch
+
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
+        from lightning_modules.checkpoints import load_student
+
         self.student = load_student(checkpoint).to(self.device)
         self.student.requires_grad_(False)  # frozen: eval mode and no gradients, always
         if self.student.readout == "comparator":
@@ -54,6 +56,8 @@ class StudentTeacher(Teacher):
             with VideoReader(path) as reader:  # an unreadable anchor is an error naming it
                 frames = reader.get_frames(self.student.sampler().indices(reader.info))
             prepared.append(self.student.prepare(frames, path))
+        from torch.utils.data import default_collate
+
         return default_collate(prepared)
 
     def sampler(self) -> Sampler:
@@ -79,6 +83,9 @@ class StudentTeacher(Teacher):
             except Exception as err:  # one video's failure is recorded, never fatal
                 results[i] = err
         if ok:
+            import torch
+            from torch.utils.data import default_collate
+
             batch = _to(default_collate(inputs), self.device)
             with torch.inference_mode():
                 scores = self.student(batch).float().cpu().tolist()

@@ -15,13 +15,15 @@ token is the rating word.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 
 from datamodules.frame_sampling import UniformFrames
 from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher
+
+if TYPE_CHECKING:
+    import torch
 
 LEVELS: tuple[tuple[str, float], ...] = (
     ("excellent", 1.0),
@@ -55,7 +57,6 @@ def rating_token_ids(tokenizer: Any, prefix: str, words: tuple[str, ...]) -> lis
 class QAlignTeacher(Teacher):
     """A multimodal LLM rating a video Q-Align style; native score in [0, 1], higher is better."""
 
-    name = "qalign"
     higher_is_better = True
     native_range = (0.0, 1.0)
 
@@ -80,6 +81,8 @@ class QAlignTeacher(Teacher):
         self.frames = frames
         self.question = question
         self.answer_prefix = answer_prefix
+        import torch
+
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if dtype == "auto":
             torch_dtype = torch.bfloat16 if self.device.type == "cuda" else torch.float32
@@ -129,6 +132,8 @@ class QAlignTeacher(Teacher):
         return f"{token}\n{self.question}\n{self.answer_prefix}"
 
     def level_probs(self, frames: np.ndarray) -> torch.Tensor:
+        import torch
+
         """uint8 `(T, H, W, 3)` frames -> probabilities `(5,)` over LEVELS' words."""
         inputs = self.processor(text=[self.prompt], videos=[frames], return_tensors="pt")
         inputs = inputs.to(self.device)
