@@ -20,10 +20,11 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,8 @@ class Trial:
 
     name: str
     overrides: dict[str, Any]
+    labels: dict[str, str] = field(default_factory=dict)
+    """Each swept key's value as the trial's name spells it (a named grid value: its name)."""
 
 
 def load_sweep(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -71,7 +74,8 @@ def grid_trials(grid: dict[str, Any]) -> list[Trial]:
     trials = []
     for combo in itertools.product(*axes):
         name = ",".join(f"{key.split('.')[-1]}={label}" for key, label, _ in combo)
-        trials.append(Trial(name, {key: value for key, _, value in combo}))
+        overrides = {key: value for key, _, value in combo}
+        trials.append(Trial(name, overrides, {key: label for key, label, _ in combo}))
     return trials
 
 
@@ -121,12 +125,16 @@ def run_sweep(
         for trial, *_ in configs:
             if all(trial is not p[0] for p in pending):
                 print(f"[{trial.name}] finished before, skipped")
+        start = time.perf_counter()
         if parallel > 1:
             _run_parallel(pending, parent, tracking_uri, parallel, overrides or [])
         else:
-            for trial, folder, config_file, _ in pending:
-                print(f"\n=== trial {folder.name}: {trial.name} ===")
+            for k, (trial, folder, config_file, _) in enumerate(pending, 1):
+                elapsed = time.perf_counter() - start
+                print(f"\n=== trial {k} of {len(pending)} ({folder.name}: {trial.name}), "
+                      f"{elapsed:.0f} s elapsed ===")  # fmt: skip
                 _run_trial(trial, folder, config_file, parent, tracking_uri, overrides or [])
+        _tag_children(tracker, [(t, f) for t, f, _, _ in configs])
         summary = sweep_summary([(t, f) for t, f, _, _ in configs])
         csv = out / "summary.csv"
         atomic_write(csv, lambda p: summary.to_csv(p, index=False))
@@ -134,6 +142,18 @@ def run_sweep(
     print(f"\nsweep {name}: final student SRCC per trial (best teacher for comparison)")
     print(summary.to_string(index=False, float_format="%.3f"))
     return summary
+
+
+def _tag_children(tracker, trials: list[tuple[Trial, Path]]) -> None:
+    """Each child run gets its grid point as `sweep.KEY` tags (beside the full config in its
+    params), so the MLflow compare view of the children lines up the grid."""
+    for trial, folder in trials:
+        results = folder / "results.json"
+        if not results.is_file():
+            continue
+        run_id = json.loads(results.read_text()).get("mlflow", {}).get("run_id")
+        if run_id:
+            tracker.set_tags(run_id, {f"sweep.{k}": v for k, v in trial.labels.items()})
 
 
 def _finished(folder: Path, hash_: str) -> bool:
@@ -159,29 +179,43 @@ def _run_parallel(pending, parent, tracking_uri, parallel: int, overrides) -> No
     running: list[tuple[Trial, subprocess.Popen]] = []
     failed = []
     queue = list(pending)
+    start, total = time.perf_counter(), len(queue)
     while queue or running:
         while queue and len(running) < parallel:
             trial, folder, config_file, _ = queue.pop(0)
+            k = total - len(queue)
             argv = [sys.executable, "-m", "experiments.cli", "run", str(config_file),
-                    "--output-dir", str(folder), "--parent-run-id", parent,
-                    "--run-name", trial.name, *overrides]  # fmt: skip
+                    "--output_dir", str(folder), "--parent_run_id", parent,
+                    "--run_name", trial.name, *overrides]  # fmt: skip
             if tracking_uri:
-                argv += ["--tracking-uri", tracking_uri]
+                argv += ["--tracking_uri", tracking_uri]
             log = open(folder / "run.log", "w")  # noqa: SIM115 - closed when the process ends
-            print(f"[{trial.name}] started (log: {folder / 'run.log'})")
-            running.append((trial, subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)))
+            elapsed = time.perf_counter() - start
+            print(f"[{trial.name}] trial {k} of {total} started, {elapsed:.0f} s elapsed "
+                  f"(log: {folder / 'run.log'})")  # fmt: skip
+            env = {**os.environ, **_thread_share(parallel)}
+            process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+            running.append((trial, process))
         for item in list(running):
             trial, process = item
             if process.poll() is not None:
                 running.remove(item)
                 state = "finished" if process.returncode == 0 else f"FAILED ({process.returncode})"
-                print(f"[{trial.name}] {state}")
+                print(f"[{trial.name}] {state} ({time.perf_counter() - start:.0f} s elapsed)")
                 if process.returncode != 0:
                     failed.append(trial.name)
         if running:
             time.sleep(1)
     if failed:
         raise RuntimeError(f"trials failed: {', '.join(failed)} (see their run.log)")
+
+
+def _thread_share(parallel: int) -> dict[str, str]:
+    """Math-library threads per trial process: the cores divided among the trials at once. Each
+    process would otherwise start one thread per core, and `parallel` of them oversubscribe the
+    machine many times over (every step then waits on the others' threads)."""
+    threads = str(max(1, (os.cpu_count() or 1) // parallel))
+    return {k: threads for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 def sweep_summary(trials: list[tuple[Trial, Path]]) -> pd.DataFrame:

@@ -150,6 +150,10 @@ def test_teacher_mix_sweep_is_a_parent_run_with_a_child_per_mix(tiny: TinyData, 
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 3 and all(r.info.status == "FINISHED" for r in children)
-    capsys.readouterr()
+    # the grid in the compare view: each child tagged with its point; the table on the parent
+    assert {r.data.tags.get("sweep.teachers") for r in children} == set(grid["teachers"])
+    artifacts = [a.path for a in client.list_artifacts(parents[0].info.run_id)]
+    assert "summary.csv" in artifacts
+    assert "trial 1 of 3 started" in capsys.readouterr().out
     run_sweep(file, folder / "runs", uri)  # again: every trial is skipped
     assert capsys.readouterr().out.count("finished before, skipped") == 3
