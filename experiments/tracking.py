@@ -96,7 +96,7 @@ def check_store(tracking_uri: str | None, timeout: float = 30.0) -> str:
     import sqlite3
 
     uri = tracking_uri or DEFAULT_TRACKING_URI
-    fix = "start it, point --tracking-uri elsewhere, or run with --no-mlflow (or --mlflow-fallback)"
+    fix = "start it, point --tracking_uri elsewhere, or run with --no_mlflow (or --mlflow_fallback)"
     if uri.startswith(("http://", "https://")):
         probe = uri.rstrip("/") + "/api/2.0/mlflow/experiments/search?max_results=1"
         try:

@@ -17,8 +17,8 @@ from scipy.stats import spearmanr
 from datamodules.video_datamodule import VideoScoringDataset
 from lightning_modules.scoring import label_videos
 from lightning_modules.teachers import Teacher, VideoItem, create_teacher
-from lightning_modules.teachers.base import TrainableTeacher
 from lightning_modules.teachers._regressor_file import RegressorModel
+from lightning_modules.teachers.base import TrainableTeacher
 from lightning_modules.teachers.handcrafted import HANDCRAFTED, handcrafted_features
 from lightning_modules.teachers.regressor import RegressorTeacher
 from tests.students import blur_ladder

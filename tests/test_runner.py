@@ -65,7 +65,7 @@ def finished(ladder) -> tuple[Path, dict, str, Path]:
     config = folder / "tiny.yaml"
     config.write_text(yaml.safe_dump(tiny_experiment(folder, videos)))
     out, uri = folder / "run", f"sqlite:///{folder / 'mlflow.db'}"
-    main(["run", str(config), "--output-dir", str(out), "--tracking-uri", uri])
+    main(["run", str(config), "--output_dir", str(out), "--tracking_uri", uri])
     return out, json.loads((out / "results.json").read_text()), uri, config
 
 
@@ -134,7 +134,7 @@ def test_the_mlflow_run_holds_params_metrics_and_artifacts(finished) -> None:
 
 def test_a_rerun_skips_every_stage_and_gives_the_same_rows(finished, capsys) -> None:
     out, results, uri, config = finished
-    main(["run", str(config), "--output-dir", str(out), "--tracking-uri", uri])
+    main(["run", str(config), "--output_dir", str(out), "--tracking_uri", uri])
     again = json.loads((out / "results.json").read_text())
     stages = pd.DataFrame(again["timings"])
     made = stages[~stages.skipped & ~stages.stage.str.startswith("score with")]
@@ -161,7 +161,9 @@ def test_overrides_reach_the_config_and_wrong_keys_fail_before_work(ladder, tmp_
     assert namespace.teachers[0].weight == 0.25
     with pytest.raises(ConfigError, match="teachers has 2 items"):
         parse_experiment([str(config), "--teachers.7.weight", "1"])
-    with pytest.raises(ConfigError, match=r"(?s)c\.yaml.*stpes"):
+    # A typo on the command line is blamed on the command line, with the nearest valid key.
+    typo = r"the command line: --training\.stpes.*did you mean --training\.steps"
+    with pytest.raises(ConfigError, match=typo):
         parse_experiment([str(config), "--training.stpes", "3"])
     with pytest.raises(ConfigError, match="rounds"):
         parse_experiment([str(config), "--rounds", "two"])
@@ -201,8 +203,8 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     file.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
     done = subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "run", str(file), "--output-dir", str(out),
-         "--no-mlflow"], capture_output=True, text=True, timeout=600,
+        [sys.executable, "-m", "experiments.cli", "run", str(file), "--output_dir", str(out),
+         "--no_mlflow"], capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "starting 2 processes" in done.stdout
@@ -236,7 +238,7 @@ def test_a_hostile_pool_completes_and_lists_every_skipped_video(ladder, tmp_path
     file = tmp_path / "hostile.yaml"
     file.write_text(yaml.safe_dump(config))
     out, uri = tmp_path / "run", f"sqlite:///{tmp_path / 'mlflow.db'}"
-    main(["run", str(file), "--output-dir", str(out), "--tracking-uri", uri])
+    main(["run", str(file), "--output_dir", str(out), "--tracking_uri", uri])
     results = json.loads((out / "results.json").read_text())
     assert results["skipped_videos"] == 3
     report = pd.read_csv(out / "skipped_videos.csv")
@@ -259,9 +261,9 @@ def test_a_store_that_does_not_answer_stops_the_run_before_any_work(ladder, tmp_
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = tmp_path / "run"
-    with pytest.raises(SystemExit, match=rf"(?s)127\.0\.0\.1:{port} does not answer.*--no-mlflow"):
-        main(["run", str(config), "--output-dir", str(out),
-              "--tracking-uri", f"http://127.0.0.1:{port}"])  # fmt: skip
+    with pytest.raises(SystemExit, match=rf"(?s)127\.0\.0\.1:{port} does not answer.*--no_mlflow"):
+        main(["run", str(config), "--output_dir", str(out),
+              "--tracking_uri", f"http://127.0.0.1:{port}"])  # fmt: skip
     assert not (out / "round1").exists()
 
 
