@@ -178,6 +178,9 @@ class TrainingConfig:
     checkpoint_every: int | None = 50
     """Save a resumable checkpoint every so many steps: a killed round resumes from it, mid-epoch,
     and ends as an uninterrupted one would. None: none."""
+    curve_every: int = 10
+    """Log the training loss, learning rate and gradient norm every so many steps, to the MLflow
+    run (steps continue across rounds) and to `roundK/student_curve.csv`."""
 
     def __post_init__(self) -> None:
         if isinstance(self.steps, int):  # `--training.steps 50`: every round

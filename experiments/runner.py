@@ -48,8 +48,8 @@ class RunContext:
     out: Path
     cache: Path
     log: StageLog
-    tracker: Any | None = None  # experiments.tracking.Tracker, on rank 0
-    run_id: str | None = None
+    tracker: Any = None  # experiments.tracking.Tracker on rank 0, else a NullTracker
+    run_id: str = ""
     anchors: list[str] | None = None  # a comparator student's anchor videos
     # (who, score table) of every scoring job, for the report of skipped videos
     scored: list[tuple[str, Path]] = field(default_factory=list)
@@ -72,9 +72,10 @@ def run_experiment(
     ctx = RunContext(config, exp, out, Path(exp.data.cache), StageLog())
     ctx.loss = copy.deepcopy(exp.training.loss)
     start = time.perf_counter()
-    if track and ctx.log.rank == 0:
-        from experiments.tracking import Tracker
+    from experiments.tracking import NullTracker, Tracker
 
+    ctx.tracker = NullTracker()
+    if track and ctx.log.rank == 0:
         ctx.tracker = Tracker(exp.name, usable_store(tracking_uri, mlflow_fallback))
         tags = {"git_commit": _git_commit(), "config_hash": config_hash(config),
                 "seed": str(exp.seed), "output_dir": str(out)}  # fmt: skip
@@ -87,21 +88,19 @@ def run_experiment(
     try:
         results = _run_rounds(ctx)
     except BaseException as err:  # the MLflow run says how it ended, then the error goes on
-        if ctx.tracker is not None:
-            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-            ctx.tracker.end_run(ctx.run_id, status)
+        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+        ctx.tracker.end_run(ctx.run_id, status)
         raise
     results["config_hash"] = config_hash(config)
     results["seconds"] = round(time.perf_counter() - start, 1)
     results["timings"] = ctx.log.timings
-    if ctx.tracker is not None:
+    if ctx.tracker.enabled:
         results["mlflow"] = {"tracking_uri": ctx.tracker.tracking_uri, "run_id": ctx.run_id}
         _log_artifacts(ctx, results)
     if rank0:
         atomic_write(out / "results.json", lambda p: p.write_text(json.dumps(results, indent=2)))
-    if ctx.tracker is not None:
-        ctx.tracker.log_artifact(ctx.run_id, out / "results.json")
-        ctx.tracker.end_run(ctx.run_id, "FINISHED")
+    ctx.tracker.log_artifact(ctx.run_id, out / "results.json")
+    ctx.tracker.end_run(ctx.run_id, "FINISHED")
     return results
 
 
@@ -164,16 +163,12 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
         student_rows, predictions = evaluate(f"student:round{k}", student_scores, sets, k)
         rows += student_rows
         _save_predictions(ctx, round_dir, predictions, k)
-        if ctx.tracker is not None:
-            metrics = {f"{r['set']}/{m}": r[m] for r in student_rows for m in ("srcc", "plcc",
-                       "krcc", "rmse")}  # fmt: skip
-            metrics |= {f"ensemble/{r['set']}/srcc": r["srcc"] for r in ensemble_rows}
-            ctx.tracker.log_metrics(ctx.run_id, metrics, step=k)
-    if ctx.tracker is not None:
-        teacher_metrics = {
-            f"{r['model']}/{r['set']}/srcc": r["srcc"] for r in rows if r["round"] == 0
-        }
-        ctx.tracker.log_metrics(ctx.run_id, teacher_metrics, step=0)
+        metrics = {f"{r['set']}/{m}": r[m] for r in student_rows for m in ("srcc", "plcc",
+                   "krcc", "rmse")}  # fmt: skip
+        metrics |= {f"ensemble/{r['set']}/srcc": r["srcc"] for r in ensemble_rows}
+        ctx.tracker.log_metrics(ctx.run_id, metrics, step=k)
+    teacher_metrics = {f"{r['model']}/{r['set']}/srcc": r["srcc"] for r in rows if r["round"] == 0}
+    ctx.tracker.log_metrics(ctx.run_id, teacher_metrics, step=0)
     calibrated = _calibrate(ctx, student_file)
     skipped = _skipped_report(ctx, videos)
     if ctx.log.rank == 0:
@@ -207,8 +202,7 @@ def _skipped_report(ctx: RunContext, videos: pd.DataFrame) -> int:
     atomic_write(csv, lambda p: report.to_csv(p, index=False))
     count = report.video_id.nunique()
     print(f"{count} videos could not be scored by some model: reasons in {csv}")
-    if ctx.tracker is not None:
-        ctx.tracker.log_artifact(ctx.run_id, csv)
+    ctx.tracker.log_artifact(ctx.run_id, csv)
     return count
 
 
@@ -448,16 +442,23 @@ def _train(
     from experiments.train import train_student
     from lightning_modules.checkpoints import load_student
     from lightning_modules.students.base import seeded_student
+    from lightning_modules.training_callbacks import curve_file, replay_curve
 
     exp, training = ctx.exp, ctx.exp.training
-    steps = training.steps[min(k, len(training.steps)) - 1]
+    steps = _round_steps(training.steps, k)
+    offset = sum(_round_steps(training.steps, j) for j in range(1, k))  # one curve for all rounds
     restart = previous is None or (k > 1 and exp.iteration.init == "restart")
     spec = exp.student.spec()
+    settings = ctx.config.training.as_dict()
+    settings.pop("curve_every", None)  # how often the curve is logged does not change the student
     key = {
         "pairs": [file_digest(p) for p in pairs], "student": spec,
         "init": None if restart else file_digest(previous), "steps": steps,
-        "training": ctx.config.training.as_dict(), "seed": exp.seed, "round": k,
+        "training": settings, "seed": exp.seed, "round": k,
     }  # fmt: skip
+
+    def log_metrics(metrics: dict[str, float], step: int) -> None:
+        ctx.tracker.log_metrics(ctx.run_id, metrics, step)
 
     def make(out: Path) -> None:
         # train_student seeds again before training, so loading `previous` needs no seed
@@ -469,11 +470,22 @@ def _train(
             student, loss, pairs, out, optim=training.optim, steps=steps,
             batch_size=training.batch_size, workers=training.workers, seed=exp.seed + k,
             trainer=training.trainer.trainer_kwargs(), checkpoint_every=training.checkpoint_every,
+            curve_every=training.curve_every, log_metrics=log_metrics, step_offset=offset,
+            description=f"round {k}: train",
         )  # fmt: skip
         print(f"  {result.steps} steps on {len(pairs)} pair tables")
 
     out = round_dir / "student.safetensors"
-    return ctx.log.run(f"round {k}: train student", out, key, make, collective=True)
+    logged = len(ctx.log.timings)
+    ctx.log.run(f"round {k}: train student", out, key, make, collective=True)
+    if ctx.log.rank == 0 and ctx.log.timings[logged]["skipped"]:  # trained by an earlier run
+        replay_curve(curve_file(out), log_metrics, offset)  # so that this run shows it too
+    return out
+
+
+def _round_steps(steps: list[int], k: int) -> int:
+    """Round k's optimiser steps: the k-th value of `training.steps`, the last one repeating."""
+    return steps[min(k, len(steps)) - 1]
 
 
 def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.DataFrame):
@@ -556,7 +568,7 @@ def _save_predictions(ctx: RunContext, round_dir: Path, predictions, k: int) -> 
     for name, table in predictions.items():
         csv = round_dir / f"predictions_{name}.csv"
         atomic_write(csv, lambda p, t=table: t.to_csv(p, index=False))
-        if ctx.tracker is None:
+        if not ctx.tracker.enabled:  # the plot is for the run's page
             continue
         png = scatter_plot(table.prediction, table.mos, f"student round {k} on {name}",
                            round_dir / f"scatter_{name}.png")  # fmt: skip

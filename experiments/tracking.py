@@ -49,6 +49,11 @@ _METRICS_PER_BATCH = 1000
 
 RunStatus = Literal["FINISHED", "FAILED", "KILLED"]
 
+# The experiment tag that picks the UI's view; without it MLflow 3 opens a new experiment in its
+# GenAI view (traces, "Evaluation runs"). Ours are model-training experiments: runs, charts.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+
 
 class UIError(UserError, RuntimeError):
     """The MLflow UI server could not start; the message says why and what to do."""
@@ -135,6 +140,8 @@ def _artifact_root(tracking_uri: str) -> Path:
 class Tracker:
     """Runs of one MLflow experiment, created when missing; every call names its run explicitly."""
 
+    enabled = True
+
     def __init__(self, experiment: str, tracking_uri: str | None = None) -> None:
         uri = _absolute_uri(tracking_uri or DEFAULT_TRACKING_URI)
         db = _sqlite_file(uri)
@@ -152,7 +159,9 @@ class Tracker:
         found = self.client.get_experiment_by_name(name)
         if found is None:
             try:
-                return self.client.create_experiment(name, artifact_location=location)
+                return self.client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: MODEL_TRAINING}
+                )
             except MlflowException:  # another process created it between our two calls
                 found = self.client.get_experiment_by_name(name)
                 if found is None:
@@ -162,6 +171,8 @@ class Tracker:
                 f"MLflow experiment {name!r} is deleted: restore it in the UI, "
                 "or purge it with `mlflow gc`, or choose another name"
             )
+        if EXPERIMENT_KIND_TAG not in found.tags:  # made by an older version; a user's choice stays
+            self.client.set_experiment_tag(found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING)
         return found.experiment_id
 
     @property
@@ -249,6 +260,29 @@ class Tracker:
             order_by=["attributes.start_time DESC"],
         )
         return runs[0].info.run_id if runs else None
+
+
+class NullTracker:
+    """A tracker that logs nothing: the runner's with `--no_mlflow`, and on ranks other than 0, so
+    that its stages log unconditionally."""
+
+    enabled = False
+    tracking_uri: str | None = None
+
+    def start_run(self, run_name: str, *args: Any, **kwargs: Any) -> str:
+        return ""
+
+    def log_metrics(self, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, run_id: str, path: str | os.PathLike, artifact_path: str | None = None):
+        pass
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        pass
+
+    def end_run(self, run_id: str, status: RunStatus = "FINISHED") -> None:
+        pass
 
 
 def _quote(value: str) -> str:

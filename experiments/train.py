@@ -17,11 +17,18 @@ from typing import Any
 import lightning as L
 import pandas as pd
 
+from datamodules._progress import show_progress
 from datamodules.pair_datamodule import PairDataModule
 from lightning_modules.checkpoints import save_student
 from lightning_modules.losses import PairLoss
 from lightning_modules.students.base import Student
 from lightning_modules.training import OptimConfig, PairwiseTrainingModule
+from lightning_modules.training_callbacks import (
+    MetricSink,
+    TrainingCurves,
+    TrainingProgressBar,
+    curve_file,
+)
 
 
 @dataclass(frozen=True)
@@ -48,12 +55,22 @@ def train_student(
     seed: int = 0,
     trainer: Mapping[str, Any] | None = None,
     checkpoint_every: int | None = None,
+    curve_every: int = 10,
+    log_metrics: MetricSink | None = None,
+    step_offset: int = 0,
+    description: str = "train",
+    progress: bool | None = None,
 ) -> TrainResult:
     """Fit `student` for `steps` optimiser steps on the pairs of `train_pairs`; write `out`
     (`.safetensors`). `trainer`: extra `lightning.Trainer` arguments (accelerator, devices,
     strategy, precision, logger, ...). `checkpoint_every`: save a resumable checkpoint every so
     many steps beside `out` (`OUT.lightning/last.ckpt`); a call after a kill resumes from it,
-    mid-epoch, with the same pairs and random draws, and the folder goes once `out` is written."""
+    mid-epoch, with the same pairs and random draws, and the folder goes once `out` is written.
+    `curve_every`: every so many steps, the loss, learning rate and gradient norm go to
+    `OUT_curve.csv` and to `log_metrics(metrics, step_offset + step)` (e.g. an MLflow run's), and
+    so do the validation metrics before (at `step_offset`) and after training. `description`:
+    what the step bar says ("round 2: train"); `progress`: show it (None: when stderr is a
+    terminal, and never with `trainer={"enable_progress_bar": False}`)."""
     start = time.perf_counter()
     out = Path(out)
     folder = out.parent / f"{out.stem}.lightning"
@@ -71,6 +88,11 @@ def train_student(
         "num_sanity_val_steps": 0, **(trainer or {}),
     }  # fmt: skip
     callbacks = list(settings.pop("callbacks", None) or [])
+    callbacks.append(TrainingCurves(curve_every, curve_file(out), log_metrics, step_offset))
+    if settings.get("enable_progress_bar", True) and show_progress(progress):
+        callbacks.append(TrainingProgressBar(description))
+    else:  # without it Lightning would add its own bar
+        settings["enable_progress_bar"] = False
     if checkpoint_every:
         from lightning.pytorch.callbacks import ModelCheckpoint
 
@@ -84,12 +106,15 @@ def train_student(
         )
         callbacks.append(every)
     runner = L.Trainer(**settings, callbacks=callbacks)
+    sink = log_metrics if runner.is_global_zero else None
     before = _validate(runner, module, data)
+    _log_validation(sink, before, step_offset)
     resume = _resumable(folder / "last.ckpt")
     # our own checkpoint, still read as data only; DeepSpeed's shards are pickles by design
     runner.fit(module, datamodule=data, ckpt_path=resume, weights_only=not zero_folder(resume))
     zero = _save_zero_shards(runner, out)
     after = _validate(runner, module, data)
+    _log_validation(sink, after, step_offset + runner.global_step)
     if runner.is_global_zero:
         _save(module, out, zero)
         if folder.is_dir():
@@ -98,6 +123,11 @@ def train_student(
             shutil.rmtree(folder, ignore_errors=True)  # the student file is the output now
     runner.strategy.barrier()
     return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
+
+
+def _log_validation(sink: MetricSink | None, metrics: dict[str, float], step: int) -> None:
+    if sink is not None and metrics:
+        sink({f"val/{k}": v for k, v in metrics.items()}, step)
 
 
 def zero_folder(checkpoint: str | None) -> bool:

@@ -67,17 +67,11 @@ class ModelRef:
         """`student:quickstart/round3` for runs/quickstart/round3/student.safetensors: a file
         named like every student file is named by its folders instead."""
         if self.checkpoint is not None:
-            path = Path(self.checkpoint)
-            if path.stem not in _GENERIC_STEMS:
-                return f"student:{path.stem}"
-            folders = [p for p in path.parent.parts[-2:] if p not in ("", ".", "/")]
-            return f"student:{'/'.join(folders) or path.stem}"
+            from lightning_modules.teachers.student import student_name
+
+            return student_name(self.checkpoint)
         spec = str(self.teacher)
         return f"teacher:{Path(spec).stem if spec.endswith(('.yaml', '.yml')) else spec}"
-
-
-# file names that say nothing about which student it is
-_GENERIC_STEMS = ("student", "student_calibrated", "last", "best", "model", "checkpoint")
 
 
 def load_sets(refs: list[DatasetRef]) -> dict[str, pd.DataFrame]:

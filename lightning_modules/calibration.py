@@ -175,7 +175,9 @@ def calibrate_student(
     teacher = StudentTeacher(student, anchors=anchors)
     with tempfile.TemporaryDirectory() as tmp:
         table = Path(tmp) / "scores.parquet"
-        label_videos(teacher, labelled, table, batch_size, workers, trainer=trainer)
+        what = f"calibrate {teacher.name} on {fitted_on}: {len(labelled)} videos"
+        label_videos(teacher, labelled, table, batch_size, workers, trainer=trainer,
+                     description=what)  # fmt: skip
         scores = read_scores(table)
     ok = scores[scores.status == "ok"].set_index("video_id").score
     raw = labelled.video_id.astype(str).map(ok)

@@ -43,7 +43,7 @@ def _config(tiny: TinyData, name: str) -> Path:
     config["data"]["cache"] = str(tiny.folder / name / "cache")
     config["student"]["init_args"]["feature_cache"] = str(tiny.folder / name / "cache" / "f")
     config["teachers"] = config["teachers"][:2]
-    config["training"].update(steps=[14, 10], checkpoint_every=4)
+    config["training"].update(steps=[14, 10], checkpoint_every=4, curve_every=2)
     file = tiny.folder / f"{name}.yaml"
     file.write_text(yaml.safe_dump(config))
     return file
@@ -84,6 +84,10 @@ def test_a_killed_run_resumes_to_the_same_results(stage: str, tiny: TinyData, re
     if stage == "training":
         assert "Restoring states from the checkpoint" in again.stdout + again.stderr
         assert not (out / "round1" / "student.lightning").exists()  # gone once the file is made
+        # the curve keeps the killed run's rows up to the checkpoint and goes on from there
+        curve, whole = (pd.read_csv(d / "round1" / "student_curve.csv") for d in (out, reference))
+        assert curve.step.tolist() == [2, 4, 6, 8, 10, 12, 14]
+        pd.testing.assert_frame_equal(curve, whole)
     assert _rows(out) == _rows(reference)
 
 

@@ -4,6 +4,9 @@ results.json and the MLflow run written, a re-run skipping every stage; the conf
 from __future__ import annotations
 
 import json
+import math
+import urllib.parse
+import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -13,6 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from experiments.cli import main
 from experiments.config import ConfigError, parse_experiment
+from experiments.tracking import running_ui
 from tests.students import blur_ladder
 
 STUDENT = {"frames": 2, "size": 64, "hidden": 32, "dropout": 0.0}
@@ -45,7 +49,7 @@ def tiny_experiment(folder: Path, videos: pd.DataFrame, **changes) -> dict:
         "synthetic": {"pairs": 6, "groups": {"spatial": 1.0}, "workers": 1},
         "iteration": {"hard_cases": {"n_gmad_pairs": 10}, "init": "continue"},
         "training": {"steps": [12, 8], "batch_size": 4, "workers": 0,
-                     "optim": {"lr": 0.003}},
+                     "optim": {"lr": 0.003}, "curve_every": 4},
     }  # fmt: skip
     for key, value in changes.items():
         config[key] = value
@@ -132,10 +136,41 @@ def test_the_mlflow_run_holds_params_metrics_and_artifacts(finished) -> None:
     assert "predictions/round2/predictions_ladder.csv" in round2
 
 
+CURVE_STEPS = [4, 8, 12, 16, 20]  # every 4 steps and each round's last; round 2 starts at 12
+
+
+@pytest.mark.slow  # the UI server imports MLflow and FastAPI: 5-11 s on 2 cores
+def test_the_ui_server_serves_each_rounds_training_curve(finished) -> None:
+    out, results, uri, _ = finished
+    run_id = results["mlflow"]["run_id"]
+    with running_ui(uri) as url:
+        curves = {}
+        for key in ("train/loss", "train/lr", "train/grad_norm"):
+            query = urllib.parse.urlencode({"run_id": run_id, "metric_key": key})
+            with urllib.request.urlopen(f"{url}/api/2.0/mlflow/metrics/get-history?{query}") as r:
+                curves[key] = sorted((m["step"], m["value"]) for m in json.load(r)["metrics"])
+        query = urllib.parse.urlencode({"experiment_name": "tiny"})
+        with urllib.request.urlopen(f"{url}/api/2.0/mlflow/experiments/get-by-name?{query}") as r:
+            tags = {t["key"]: t["value"] for t in json.load(r)["experiment"]["tags"]}
+    for key, points in curves.items():
+        assert [step for step, _ in points] == CURVE_STEPS, key  # two and three points a round
+        assert all(math.isfinite(value) for _, value in points), key
+    assert all(value > 0 for _, value in curves["train/lr"] + curves["train/grad_norm"])
+    # the same numbers as the round's own table beside its student file
+    round2 = pd.read_csv(out / "round2" / "student_curve.csv")
+    assert round2.step.tolist() == [4, 8]
+    assert [v for _, v in curves["train/loss"][3:]] == pytest.approx(round2.loss.tolist())
+    # the UI opens the experiment in its model-training view, not the GenAI one
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_a_rerun_skips_every_stage_and_gives_the_same_rows(finished, capsys) -> None:
     out, results, uri, config = finished
     main(["run", str(config), "--output_dir", str(out), "--tracking_uri", uri])
     again = json.loads((out / "results.json").read_text())
+    # the re-run's MLflow run shows the curves of the rounds it did not train again
+    history = MlflowClient(uri).get_metric_history(again["mlflow"]["run_id"], "train/loss")
+    assert sorted(m.step for m in history) == CURVE_STEPS
     stages = pd.DataFrame(again["timings"])
     made = stages[~stages.skipped & ~stages.stage.str.startswith("score with")]
     assert made.empty, made

@@ -14,6 +14,7 @@ from lightning_modules.checkpoints import CheckpointError, load_student, save_st
 from lightning_modules.losses import LevelCrossEntropy, OrderedProbit
 from lightning_modules.students.compact import CompactStudent
 from lightning_modules.training import OptimConfig, PairwiseTrainingModule, warmup_cosine
+from lightning_modules.training_callbacks import CURVE_COLUMNS, curve_file
 from tests.students import blur_ladder, ladder_pairs
 
 # The packaged ImageNet weights: features that see blur, so a few head steps learn the order.
@@ -33,15 +34,17 @@ def trained(ladder, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("student") / "student.safetensors"
     cache = str(out.parent / "features")
     student = CompactStudent(**STUDENT, feature_cache=cache)
+    logged: list[tuple[dict, int]] = []  # what an MLflow run would get, steps after an offset
     result = train_student(
         student, OrderedProbit(), [pairs], out, val_sets={"ladder": videos},
         optim=OptimConfig(lr=3e-3, warmup=0.1), steps=40, batch_size=8, workers=0, seed=0,
+        log_metrics=lambda metrics, step: logged.append((dict(metrics), step)), step_offset=100,
     )  # fmt: skip
-    return result, student, videos
+    return result, student, videos, logged
 
 
 def test_compact_student_learns_to_order_blurred_footage(trained) -> None:
-    result, _, videos = trained
+    result, *_ = trained
     assert result.steps == 40 and result.checkpoint.is_file()
     assert set(result.before) == {"ladder/srcc", "ladder/plcc", "ladder/krcc"}
     assert result.after["ladder/srcc"] > result.before["ladder/srcc"] + 0.2
@@ -49,12 +52,38 @@ def test_compact_student_learns_to_order_blurred_footage(trained) -> None:
 
 
 def test_saved_student_scores_like_the_trained_one(trained) -> None:
-    result, student, videos = trained
+    result, student, videos, _ = trained
     loaded = load_student(result.checkpoint)
     assert loaded.spec() == student.spec()
     x = torch.stack([student.prepare(*_frames(p)) for p in videos.path[:4]])
     with torch.no_grad():
         assert torch.allclose(loaded(x), student.eval()(x), atol=1e-6)
+
+
+def test_the_training_curve_goes_to_its_table_and_the_sink(trained) -> None:
+    result, _, _, logged = trained
+    curve = pd.read_csv(curve_file(result.checkpoint))
+    assert curve_file(result.checkpoint).name == "student_curve.csv"
+    assert curve.step.tolist() == [10, 20, 30, 40] and list(curve.columns) == list(CURVE_COLUMNS)
+    assert curve.loss.iloc[-1] < curve.loss.iloc[0]  # it learns
+    assert (curve.grad_norm > 0).all() and (curve.lr > 0).all()
+    assert curve.lr.iloc[-1] < curve.lr.max()  # the cosine decays
+    train = [(m, step) for m, step in logged if "train/loss" in m]
+    assert [step for _, step in train] == [110, 120, 130, 140]
+    assert [m["train/loss"] for m, _ in train] == pytest.approx(curve.loss.tolist())
+    validation = {step: m for m, step in logged if "val/ladder/srcc" in m}
+    assert validation[100]["val/ladder/srcc"] == pytest.approx(result.before["ladder/srcc"])
+    assert validation[140]["val/ladder/srcc"] == pytest.approx(result.after["ladder/srcc"])
+
+
+def test_the_step_bar_counts_steps_and_says_what_it_trains(tmp_path: Path, ladder, capsys):
+    _, pairs = ladder
+    student = CompactStudent(**STUDENT, feature_cache=str(tmp_path / "features"))
+    train_student(student, OrderedProbit(), [pairs], tmp_path / "s.safetensors", steps=5,
+                  batch_size=4, workers=0, description="round 2: train", progress=True)  # fmt: skip
+    err = capsys.readouterr().err
+    assert "round 2: train" in err and "5/5" in err
+    assert "Epoch" not in err  # one bar over the fit, not Lightning's per pass
 
 
 def _frames(path: str):

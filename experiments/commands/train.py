@@ -32,6 +32,7 @@ def train(
     batch_size: int = 8,
     workers: int = 2,
     seed: int = 0,
+    curve_every: int = 10,
 ) -> None:
     """Train a student on pair tables; print validation metrics before and after; save it.
 
@@ -48,8 +49,11 @@ def train(
         batch_size: Pairs per step.
         workers: Decoding processes.
         seed: Seed of the pair order and the initialisation.
+        curve_every: Write the loss, learning rate and gradient norm every so many steps to
+            OUT_curve.csv beside the student file.
     """
     from experiments.train import train_student, validation_table
+    from lightning_modules.training_callbacks import curve_file
 
     tables = [p.strip() for p in pairs.split(",") if p.strip()]
     for table in tables:
@@ -61,9 +65,10 @@ def train(
     student = seeded_student(student.spec(), seed)  # rebuilt: the new layers' init follows the seed
     result = train_student(
         student, loss, tables, out, val_sets=val_sets, optim=optim, steps=steps,
-        batch_size=batch_size, workers=workers, seed=seed,
+        batch_size=batch_size, workers=workers, seed=seed, curve_every=curve_every,
     )  # fmt: skip
     print(f"{result.checkpoint}: {result.steps} steps in {result.seconds:.1f} s")
+    print(f"training curve (loss, lr, gradient norm per {curve_every} steps): {curve_file(out)}")
     if result.before:
         print(validation_table(result).to_string(index=False, float_format="%.4f"))
 

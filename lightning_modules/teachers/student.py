@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     import torch
 
 
+# file names that say nothing about which student it is
+_GENERIC_STEMS = ("student", "student_calibrated", "last", "best", "model", "checkpoint")
+
+
+def student_name(checkpoint: str | os.PathLike) -> str:
+    """`student:quickstart/round3` for runs/quickstart/round3/student.safetensors: a file named
+    like every student file is named by its folders instead; `student:STEM` for any other."""
+    path = Path(checkpoint)
+    if path.stem not in _GENERIC_STEMS:
+        return f"student:{path.stem}"
+    folders = [p for p in path.parent.parts[-2:] if p not in ("", ".", "/")]
+    return f"student:{'/'.join(folders) or path.stem}"
+
+
 @register_teacher("student")
 class StudentTeacher(Teacher):
     """Scores videos with a trained student checkpoint (`.safetensors` or a training `.ckpt`)."""
@@ -30,7 +44,7 @@ class StudentTeacher(Teacher):
         """`device` "auto": the GPU when there is one, else the CPU. `anchors`: for a comparator
         student, the videos of spread quality each video is compared with (see `pick_anchors`)."""
         self.checkpoint = str(checkpoint)
-        self.name = f"student:{Path(checkpoint).stem}"
+        self.name = student_name(checkpoint)
         import torch
 
         if device == "auto":
