@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +20,14 @@ from typing import Any
 import lightning as L
 import pandas as pd
 import torch
-from lightning.pytorch.callbacks import BasePredictionWriter, TQDMProgressBar
+from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from datamodules._faults import kill_point
 from datamodules._io import atomic_write
 from datamodules._progress import show_progress
 from datamodules.video_datamodule import VideoScoringDataModule
+from lightning_modules._bars import StderrProgressBar
 from lightning_modules._quiet import quiet_lightning
 from lightning_modules.teachers.base import Teacher, VideoItem
 
@@ -83,21 +83,13 @@ class ScoreTableWriter(BasePredictionWriter):
         kill_point("label")
 
 
-class ScoringProgressBar(TQDMProgressBar):
+class ScoringProgressBar(StderrProgressBar):
     """Lightning's predict bar, saying what it scores ("blur: 120 videos") instead of "Predicting
-    DataLoader 0", on stderr like every other bar of the suite (stdout stays for results)."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__()
-        self.description = description
+    DataLoader 0"."""
 
     def init_predict_tqdm(self) -> Tqdm:
-        sys.stdout.flush()  # what was printed before this stage shows before its bar
-        return Tqdm(
-            desc=self.description, total=convert_inf(sum(self.trainer.num_predict_batches)),
-            disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stderr,
-            smoothing=0, unit="batch", bar_format=self.BAR_FORMAT,
-        )  # fmt: skip
+        total = convert_inf(sum(self.trainer.num_predict_batches))
+        return self.stderr_bar(self.description, total, "batch")
 
     def on_predict_batch_start(self, *args: Any, **kwargs: Any) -> None:
         pass  # Lightning's would reset the bar and rename it "Predicting DataLoader 0"

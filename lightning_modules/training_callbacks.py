@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import csv
 import math
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm, convert_inf
 
 from datamodules._io import atomic_write
+from lightning_modules._bars import StderrProgressBar
 
 # Called with ({"train/loss": x, "train/lr": y, "train/grad_norm": z}, step).
 MetricSink = Callable[[Mapping[str, float], int], None]
@@ -143,29 +142,16 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else math.nan
 
 
-class TrainingProgressBar(TQDMProgressBar):
+class TrainingProgressBar(StderrProgressBar):
     """One bar for the whole fit, counted in optimiser steps ("round 2: train 37/150"), not
-    Lightning's per-epoch bar ("Epoch 2/-2" over an endless pair stream); on stderr like every bar
-    of the suite, with the loss beside it."""
-
-    def __init__(self, description: str) -> None:
-        super().__init__()
-        self.description = description
+    Lightning's per-epoch bar ("Epoch 2/-2" on an endless stream); the loss beside it."""
 
     def init_train_tqdm(self) -> Tqdm:
-        sys.stdout.flush()  # what was printed before this stage shows before its bar
-        return Tqdm(
-            desc=self.description, total=self.trainer.max_steps, initial=self.trainer.global_step,
-            disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stderr,
-            smoothing=0, unit="step", bar_format=self.BAR_FORMAT,
-        )  # fmt: skip
+        trainer = self.trainer
+        return self.stderr_bar(self.description, trainer.max_steps, "step", trainer.global_step)
 
     def init_validation_tqdm(self) -> Tqdm:
-        sys.stdout.flush()
-        return Tqdm(
-            desc=f"{self.description}: validate", disable=self.is_disabled, leave=False,
-            dynamic_ncols=True, file=sys.stderr, unit="batch", bar_format=self.BAR_FORMAT,
-        )  # fmt: skip
+        return self.stderr_bar(f"{self.description}: validate", None, "batch", leave=False)
 
     def on_validation_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int,
