@@ -26,9 +26,11 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeWarning, curve_fit
-from scipy.stats import norm
+from scipy.stats import norm, rankdata
 
 ScaleMapping = Literal["logistic", "zscore", "rank"]
 PairStrategy = Literal["uniform", "stratified"]
@@ -39,6 +41,7 @@ PAIR_COLUMNS = (
 )  # fmt: skip
 MIN_LOGISTIC_POINTS = 5  # 4 parameters: with fewer shared videos the "fit" only interpolates
 ENUMERATE_LIMIT = 2_000_000  # up to this many candidate pairs (about 2,000 videos) draw exactly
+LOGISTIC_FIT_VIDEOS = 20_000  # a teacher's logistic is fitted on at most this many shared videos
 
 
 @dataclass(frozen=True)
@@ -94,34 +97,85 @@ def ensemble_scores(
     """Per video: `video_id`, weighted `mean` and `var` across teachers, and `n_teachers`.
 
     `tables`: teacher name -> DataFrame[`video_id`, `score`], higher is better; rows whose score
-    is NaN (failed) are dropped. Teachers with weight 0 are left out. Sorted by `video_id`."""
+    is NaN (failed) are dropped. Teachers with weight 0 are left out. Sorted by `video_id`.
+
+    Built for pools of millions: the ids are hashed and sorted once (Arrow), every teacher becomes
+    a pair of arrays (positions among the sorted ids, scores) and the sums are bincounts."""
     if not tables:
         raise ValueError("no score tables to ensemble")
     weights = _check_weights(tables, weights)
-    scores = {name: _clean(name, table) for name, table in tables.items() if weights[name] > 0}
+    used = [name for name in tables if weights[name] > 0]
+    ids, positions = _shared_ids({name: _clean_ids(name, tables[name]) for name in used})
+    scores = {name: _Scores.of(name, positions[name], tables[name].score) for name in used}
     mapped = _to_common_scale(scores, mapping, reference)
-    long = pd.concat(
-        pd.DataFrame({"video_id": s.index, "y": s.to_numpy(), "w": weights[name]})
-        for name, s in mapped.items()
-    )
-    long["wy"] = long.w * long.y
-    sums = long.groupby("video_id", sort=True).agg(w=("w", "sum"), wy=("wy", "sum"))
-    mean = sums.wy / sums.w
+    n = len(ids)
+    w_sum, wy_sum = np.zeros(n), np.zeros(n)
+    n_teachers = np.zeros(n, np.int64)
+    for name, s in mapped.items():
+        w_sum += np.bincount(s.at, minlength=n) * weights[name]
+        wy_sum += np.bincount(s.at, s.y * weights[name], minlength=n)
+        n_teachers += np.bincount(s.at, minlength=n)
+    seen = n_teachers > 0  # a video whose every score failed is not in the ensemble
+    mean = np.divide(wy_sum, w_sum, out=np.full(n, np.nan), where=seen)
     # Two passes (deviations from the mean) rather than E[y²] − ȳ², which cancels badly.
-    long["wd2"] = long.w * (long.y - long.video_id.map(mean)) ** 2
-    grouped = long.groupby("video_id", sort=True)
-    n_teachers = grouped.size().to_numpy().astype(np.int64)
+    wd2_sum = np.zeros(n)
+    for name, s in mapped.items():
+        wd2_sum += np.bincount(s.at, weights[name] * (s.y - mean[s.at]) ** 2, minlength=n)
     # One teacher: exactly 0, not the rounding residue of y − (w·y)/w, as the σ_Δ = 0 rule needs.
-    var = np.where(n_teachers == 1, 0.0, (grouped.wd2.sum() / sums.w).to_numpy())
-    out = pd.DataFrame(
-        {
-            "video_id": mean.index.astype(str),
-            "mean": mean.to_numpy(),
-            "var": var,
-            "n_teachers": n_teachers,
-        }
+    var = np.where(n_teachers == 1, 0.0, np.divide(wd2_sum, w_sum, out=np.zeros(n), where=seen))
+    keep = seen & (n_teachers >= min_teachers)
+    return pd.DataFrame(
+        {"video_id": ids.filter(pa.array(keep)).to_pandas(), "mean": mean[keep],
+         "var": var[keep], "n_teachers": n_teachers[keep]}
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """One teacher's scores: `y[k]` is the score of the video at sorted position `at[k]`; `at`
+    ascends, so the scores run in video-id order."""
+
+    at: np.ndarray
+    y: np.ndarray
+
+    @staticmethod
+    def of(name: str, at: np.ndarray, score: pd.Series) -> _Scores:
+        """Teacher `name`'s finite scores (failed rows, NaN, dropped), in id order."""
+        y = pd.to_numeric(score, errors="coerce").to_numpy(float)
+        ok = np.isfinite(y)
+        if not ok.any():
+            raise ValueError(f"score table of {name!r} has no finite scores (every row failed?)")
+        order = np.argsort(at[ok], kind="stable")
+        return _Scores(at[ok][order], y[ok][order])
+
+    def on(self, at: np.ndarray) -> np.ndarray:
+        """The scores at the sorted positions `at` (each one present here)."""
+        return self.y[np.searchsorted(self.at, at)]
+
+
+def _shared_ids(
+    per_teacher: Mapping[str, pa.Array],
+) -> tuple[pa.Array, dict[str, np.ndarray]]:
+    """Every video id of any teacher, sorted; and each teacher's rows' positions
+    in it. One Arrow dictionary encoding hashes every id once, in C++; sorting the distinct ids
+    gives each code its position. (pandas' object-string sort and groupby made millions slow.)"""
+    encoded = pa.chunked_array(list(per_teacher.values()), type=pa.large_string())
+    encoded = encoded.dictionary_encode()
+    # every chunk's codes index one dictionary: the last chunk's holds every id
+    unique = (
+        encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], pa.large_string())
     )
-    return out[out.n_teachers >= min_teachers].reset_index(drop=True)
+    order = pc.sort_indices(unique)  # UTF-8 byte order is Python's str order
+    position = np.empty(len(unique), np.int64)  # a code's position among the sorted ids
+    position[order.to_numpy()] = np.arange(len(unique))
+    positions = {}
+    for name, chunk in zip(per_teacher, encoded.chunks, strict=True):
+        codes = chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        twice = np.flatnonzero(np.bincount(codes, minlength=len(unique)) > 1)
+        if len(twice):
+            raise ValueError(f"score table of {name!r} lists {unique[int(twice[0])]} twice")
+        positions[name] = position[codes]
+    return unique.take(order), positions
 
 
 def five_level(delta: ArrayLike, sigma: ArrayLike) -> np.ndarray:
@@ -168,35 +222,55 @@ def sample_pairs(
     with itself included) gets the same share of pairs, so similar-quality pairs (which give the
     `similar` level) are as common as far-apart ones. Fewer pairs than asked, with a warning,
     where the videos and the cap do not allow more. The input's row order does not matter."""
+    table, ids = _by_id(ensemble)
+    first, second = _pair_positions(
+        table["mean"].to_numpy(float), n_pairs, strategy, max_pairs_per_video, seed, n_bins
+    )
+    return pd.DataFrame({"first_id": _at(ids, first), "second_id": _at(ids, second)})
+
+
+def _at(ids: pa.Array, rows: np.ndarray) -> pd.Series:
+    return ids.take(pa.array(rows)).to_pandas()
+
+
+def _by_id(ensemble: pd.DataFrame) -> tuple[pd.DataFrame, pa.Array]:
+    """The ensemble sorted by video id (as str), checked for repeats, and its ids; as it is when
+    it already is (ensemble_scores' own output), which saves sorting millions of strings again."""
+    ids = _as_arrow_strings(ensemble.video_id)
+    table = ensemble.reset_index(drop=True)
+    if len(ids) > 1 and not pc.all(pc.greater(ids[1:], ids[:-1])).as_py():  # not increasing
+        order = pc.sort_indices(ids).to_numpy()
+        table, ids = table.iloc[order].reset_index(drop=True), ids.take(order)
+        if not pc.all(pc.greater(ids[1:], ids[:-1])).as_py():  # sorted, so a repeat is adjacent
+            raise ValueError("the ensemble lists a video twice")
+    return table, ids
+
+
+def _pair_positions(
+    mean: np.ndarray, n_pairs: int, strategy: PairStrategy, cap: int | None, seed: int,
+    n_bins: int,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """`sample_pairs` on positions: (first, second) rows of the id-sorted ensemble."""
     if n_pairs < 0:
         raise ValueError(f"n_pairs must be >= 0, got {n_pairs}")
-    if max_pairs_per_video is not None and max_pairs_per_video < 1:
-        raise ValueError(f"max_pairs_per_video must be >= 1, got {max_pairs_per_video}")
+    if cap is not None and cap < 1:
+        raise ValueError(f"max_pairs_per_video must be >= 1, got {cap}")
     if strategy not in ("uniform", "stratified"):
         raise ValueError(f"unknown pair strategy {strategy!r}; use uniform or stratified")
-    table = ensemble.sort_values("video_id", kind="stable").reset_index(drop=True)
-    if table.video_id.duplicated().any():
-        raise ValueError("the ensemble lists a video twice")
-    ids = table.video_id.astype(str).to_numpy()
-    n = len(ids)
-    if strategy == "stratified":
-        bins = _quality_bins(table["mean"].to_numpy(float), n_bins)
-    else:
-        bins = np.zeros(n, np.int64)
+    n = len(mean)
+    bins = _quality_bins(mean, n_bins) if strategy == "stratified" else np.zeros(n, np.int64)
     rng = np.random.default_rng(seed)
     if n * (n - 1) // 2 <= ENUMERATE_LIMIT:
-        lo, hi = _draw_enumerated(bins, n_pairs, max_pairs_per_video, rng)
+        lo, hi = _draw_enumerated(bins, n_pairs, cap, rng)
     else:
-        lo, hi = _draw_rejecting(bins, n_pairs, max_pairs_per_video, rng)
+        lo, hi = _draw_rejecting(bins, n_pairs, cap, rng)
     if len(lo) < n_pairs:
         warnings.warn(
-            f"asked for {n_pairs} pairs, {n} videos allow {len(lo)} "
-            f"(max_pairs_per_video={max_pairs_per_video})",
-            stacklevel=2,
+            f"asked for {n_pairs} pairs, {n} videos allow {len(lo)} (max_pairs_per_video={cap})",
+            stacklevel=3,
         )
     swap = rng.random(len(lo)) < 0.5
-    first, second = np.where(swap, hi, lo), np.where(swap, lo, hi)
-    return pd.DataFrame({"first_id": ids[first], "second_id": ids[second]})
+    return np.where(swap, hi, lo), np.where(swap, lo, hi)
 
 
 def build_ensemble_pairs(
@@ -212,35 +286,43 @@ def build_ensemble_pairs(
     round_index: int = 0,
     min_teachers: int = 1,
     soft_clip: float = 1e-3,
+    ensemble: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The pair table of one round: ensemble, sample, label. Columns: `PAIR_COLUMNS`.
 
     `videos`: DataFrame[`video_id`, `path`] (the pool); scored videos missing from it are left
-    out with a warning. Same inputs and seed give the same table."""
-    if videos.video_id.duplicated().any():
+    out with a warning. `ensemble`: `mix.ensemble(tables, min_teachers)` when the caller has it
+    already (it is the slow part at millions of videos). Same inputs and seed give the same
+    table."""
+    video_ids = _as_arrow_strings(videos.video_id)
+    if pc.count_distinct(video_ids).as_py() != len(video_ids):
         raise ValueError("the video table lists a video id twice")
-    paths = pd.Series(videos.path.astype(str).to_numpy(), index=videos.video_id.astype(str))
-    ensemble = (mix or TeacherMix()).ensemble(tables, min_teachers=min_teachers)
-    known = ensemble.video_id.isin(paths.index)
+    if ensemble is None:
+        ensemble = (mix or TeacherMix()).ensemble(tables, min_teachers=min_teachers)
+    ensemble, ids = _by_id(ensemble)
+    # each scored video's row of the pool, or -1
+    row = pc.index_in(ids, value_set=video_ids).fill_null(-1).to_numpy().astype(np.int64)
+    known = row >= 0
     if not known.all():
         warnings.warn(
             f"{(~known).sum()} scored videos are not in the video table and are left out, "
             f"e.g. {', '.join(ensemble.video_id[~known][:3])}",
             stacklevel=2,
         )
-    ensemble = ensemble[known]
-    pairs = sample_pairs(ensemble, n_pairs, strategy, max_pairs_per_video, seed, n_bins=n_bins)
-    stats = ensemble.set_index("video_id")
-    first, second = stats.loc[pairs.first_id], stats.loc[pairs.second_id]
-    delta = first["mean"].to_numpy() - second["mean"].to_numpy()
-    sigma = np.sqrt(first["var"].to_numpy() + second["var"].to_numpy())
+        ensemble, row = ensemble[known].reset_index(drop=True), row[known]
+        ids = ids.filter(pa.array(known))
+    mean, var = ensemble["mean"].to_numpy(float), ensemble["var"].to_numpy(float)
+    first, second = _pair_positions(mean, n_pairs, strategy, max_pairs_per_video, seed, n_bins)
+    delta = mean[first] - mean[second]
+    sigma = np.sqrt(var[first] + var[second])
     z, soft = z_and_soft_label(delta, sigma, soft_clip)
+    paths = _as_arrow_strings(videos.path)
     return pd.DataFrame(
         {
-            "first_id": pairs.first_id,
-            "second_id": pairs.second_id,
-            "first_path": paths.loc[pairs.first_id].to_numpy(),
-            "second_path": paths.loc[pairs.second_id].to_numpy(),
+            "first_id": _at(ids, first),
+            "second_id": _at(ids, second),
+            "first_path": _at(paths, row[first]),
+            "second_path": _at(paths, row[second]),
             "level": five_level(delta, sigma),
             "source": "ensemble",
             "round": np.int64(round_index),
@@ -325,21 +407,22 @@ def _logistic_unfit(x: np.ndarray, y: np.ndarray) -> str | None:
 
 
 def _to_common_scale(
-    scores: dict[str, pd.Series], mapping: ScaleMapping, reference: str | None
-) -> dict[str, pd.Series]:
+    scores: dict[str, _Scores], mapping: ScaleMapping, reference: str | None
+) -> dict[str, _Scores]:
     if reference is not None and reference not in scores:
         raise ValueError(
             f"reference teacher {reference!r} is not among the weighted teachers "
             f"({', '.join(scores)})"
         )
     if mapping == "zscore":
-        return {name: _zscore(name, s) for name, s in scores.items()}
+        return {name: _Scores(s.at, _zscore(name, s.y)) for name, s in scores.items()}
     if mapping == "rank":
-        # Ranks to [0, 1]; a lone score sits in the middle.
+        # Ranks (ties averaged) to [0, 1]; a lone score sits in the middle.
         return {
-            name: (s.rank() - 1) / (len(s) - 1) if len(s) > 1 else s * 0 + 0.5
+            name: _Scores(s.at, (rankdata(s.y) - 1) / (len(s.y) - 1) if len(s.y) > 1 else
+                          np.full(len(s.y), 0.5))
             for name, s in scores.items()
-        }
+        }  # fmt: skip
     if mapping != "logistic":
         raise ValueError(f"unknown mapping {mapping!r}; use logistic, zscore or rank")
     reference = next(iter(scores)) if reference is None else reference
@@ -349,14 +432,12 @@ def _to_common_scale(
         if name == reference:
             out[name] = s
             continue
-        shared = s.index.intersection(ref.index)
-        fn = fit_to_reference(s[shared].to_numpy(), ref[shared].to_numpy(), name)
-        if fn is None:
-            z = _zscore(name, s)
-            out[name] = ref.mean() + ref.std(ddof=0) * z
-        else:
-            out[name] = pd.Series(fn(s.to_numpy()), index=s.index)
-        if out[name].iloc[np.argmax(s.to_numpy())] < out[name].iloc[np.argmin(s.to_numpy())]:
+        shared = _fit_sample(np.intersect1d(s.at, ref.at, assume_unique=True))
+        fn = fit_to_reference(s.on(shared), ref.on(shared), name)
+        # without a map, the teacher's z-scores on the reference's mean and spread
+        y = ref.y.mean() + ref.y.std() * _zscore(name, s.y) if fn is None else fn(s.y)
+        out[name] = _Scores(s.at, y)
+        if y[np.argmax(s.y)] < y[np.argmin(s.y)]:
             warnings.warn(
                 f"{name}: maps onto {reference} in reverse order; do the two agree on which "
                 "direction is better (higher_is_better)?",
@@ -365,12 +446,20 @@ def _to_common_scale(
     return out
 
 
-def _zscore(name: str, s: pd.Series) -> pd.Series:
-    std = s.std(ddof=0)
+def _fit_sample(shared: np.ndarray) -> np.ndarray:
+    """At most `LOGISTIC_FIT_VIDEOS` of the shared videos, evenly spread in id order: four
+    parameters need no million points, and the fit's cost grows with them."""
+    if len(shared) <= LOGISTIC_FIT_VIDEOS:
+        return shared
+    return shared[np.linspace(0, len(shared) - 1, LOGISTIC_FIT_VIDEOS).round().astype(np.int64)]
+
+
+def _zscore(name: str, y: np.ndarray) -> np.ndarray:
+    std = y.std()
     if not std > 0:
         warnings.warn(f"{name}: all scores are equal; z-scores are 0", stacklevel=4)
-        return s * 0.0
-    return (s - s.mean()) / std
+        return y * 0.0
+    return (y - y.mean()) / std
 
 
 def _check_weights(
@@ -393,20 +482,20 @@ def _check_weights(
     return {name: float(weights[name]) for name in tables}
 
 
-def _clean(name: str, table: pd.DataFrame) -> pd.Series:
-    """Teacher `name`'s finite scores indexed by video id (failed rows, NaN, dropped)."""
+def _clean_ids(name: str, table: pd.DataFrame) -> pa.Array:
+    """Teacher `name`'s video ids as an Arrow string array (its columns checked)."""
     if not {"video_id", "score"} <= set(table.columns):
         raise ValueError(
             f"score table of {name!r} needs columns video_id, score; has {', '.join(table.columns)}"
         )
-    ids = table.video_id.astype(str)
-    if ids.duplicated().any():
-        raise ValueError(f"score table of {name!r} lists {ids[ids.duplicated()].iloc[0]} twice")
-    score = pd.to_numeric(table.score, errors="coerce").to_numpy(float)
-    ok = np.isfinite(score)
-    if not ok.any():
-        raise ValueError(f"score table of {name!r} has no finite scores (every row failed?)")
-    return pd.Series(score[ok], index=ids[ok].to_numpy()).sort_index()
+    return _as_arrow_strings(table.video_id)  # repeats are found with the others' ids
+
+
+def _as_arrow_strings(column: pd.Series) -> pa.Array:
+    try:
+        return pa.array(column, type=pa.large_string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings: ids as `str` would spell them
+        return pa.array(column.astype(str), type=pa.large_string())
 
 
 # --- pair drawing -----------------------------------------------------------------------------
@@ -446,30 +535,58 @@ def _draw_rejecting(
     a, b = np.triu_indices(n_cells)
     usable = np.where(a == b, size[a] >= 2, (size[a] > 0) & (size[b] > 0))
     a, b = a[usable], b[usable]
-    taken: set[int] = set()
-    count = [0] * n
-    out_i: list[int] = []
-    out_j: list[int] = []
-    stale = 0
-    while len(out_i) < n_pairs and stale < 5 and len(a):
-        k = max(1024, 2 * (n_pairs - len(out_i)))
+    taken = np.empty(0, np.int64)  # p * n + q of every pair drawn, sorted
+    count = np.zeros(n, np.int64)
+    out_i: list[np.ndarray] = []
+    out_j: list[np.ndarray] = []
+    drawn, stale = 0, 0
+    while drawn < n_pairs and stale < 5 and len(a):
+        k = max(1024, 2 * (n_pairs - drawn))
         cell = rng.integers(len(a), size=k)
         i = members[start[a[cell]] + (rng.random(k) * size[a[cell]]).astype(np.int64)]
         j = members[start[b[cell]] + (rng.random(k) * size[b[cell]]).astype(np.int64)]
-        before = len(out_i)
-        for p, q in zip(np.minimum(i, j).tolist(), np.maximum(i, j).tolist(), strict=True):
-            code = p * n + q
-            if p == q or code in taken or (cap and (count[p] >= cap or count[q] >= cap)):
-                continue
-            taken.add(code)
-            count[p] += 1
-            count[q] += 1
-            out_i.append(p)
-            out_j.append(q)
-            if len(out_i) == n_pairs:
-                break
-        stale = stale + 1 if len(out_i) == before else 0
-    return np.asarray(out_i, np.int64), np.asarray(out_j, np.int64)
+        p, q = np.minimum(i, j), np.maximum(i, j)
+        keep = _new_pairs(p, q, n, taken)  # in draw order: what a loop over them would keep
+        if cap:
+            keep = _under_cap(p[keep], q[keep], count, cap, keep)
+        keep = keep[: n_pairs - drawn]
+        np.add.at(count, p[keep], 1)
+        np.add.at(count, q[keep], 1)
+        taken = np.union1d(taken, p[keep] * n + q[keep])
+        out_i.append(p[keep])
+        out_j.append(q[keep])
+        drawn += len(keep)
+        stale = stale + 1 if len(keep) == 0 else 0
+    if not out_i:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _new_pairs(p: np.ndarray, q: np.ndarray, n: int, taken: np.ndarray) -> np.ndarray:
+    """Indices, in order, of the candidates (p < q) that are no self-pair, not drawn before and
+    not a repeat of an earlier candidate of this batch."""
+    code = p * n + q
+    ok = np.flatnonzero(p != q)
+    _, first = np.unique(code[ok], return_index=True)
+    ok = ok[np.sort(first)]
+    if len(taken):
+        ok = ok[~np.isin(code[ok], taken, assume_unique=True)]
+    return ok
+
+
+def _under_cap(
+    p: np.ndarray, q: np.ndarray, count: np.ndarray, cap: int, index: np.ndarray
+) -> np.ndarray:
+    """The entries of `index` whose pair (p, q) keeps both videos within `cap` pairs, taken in
+    order (a pair refused for one full video does not count for the other)."""
+    counts = count.copy()
+    keep = []
+    for k, (x, y) in enumerate(zip(p.tolist(), q.tolist(), strict=True)):
+        if counts[x] < cap and counts[y] < cap:
+            counts[x] += 1
+            counts[y] += 1
+            keep.append(k)
+    return index[np.asarray(keep, np.int64)]
 
 
 def _take(

@@ -1,0 +1,91 @@
+"""The table stages at pool sizes of millions: ensemble, pair sampling and labelling.
+
+For each pool size, 5 synthetic teachers score every video (each fails on 0.1% of them, so the
+tables differ), then the round's table stages run as the runner runs them: `ensemble_scores` (the
+ensemble table that rounds evaluate) and `build_ensemble_pairs`. Each size runs in a process of
+its own, so its peak memory (RSS) is its own: the `inputs` column is the RSS once the score tables
+and the pool table are built, before the stages; `peak` is the most the process held at any time.
+
+    .venv/bin/python -m benchmarks.scale_tables                       # 30k, 300k, 3M videos
+    .venv/bin/python -m benchmarks.scale_tables --videos 3000000 --pairs 500000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from benchmarks._table import markdown_table
+
+TEACHERS = 5
+
+
+def synthetic_tables(n_videos: int, seed: int = 0) -> tuple[dict[str, pd.DataFrame], pd.DataFrame]:
+    """The score tables of `TEACHERS` noisy teachers of one latent quality, and the pool table."""
+    rng = np.random.default_rng(seed)
+    ids = np.char.add("v", np.char.zfill(np.arange(n_videos).astype(str), 8)).astype(object)
+    quality = rng.normal(size=n_videos)
+    tables = {}
+    for t in range(TEACHERS):
+        kept = rng.random(n_videos) >= 0.001  # each teacher fails on some videos
+        noisy = (t + 1) * quality + rng.normal(scale=0.5 + 0.3 * t, size=n_videos)
+        tables[f"teacher{t}"] = pd.DataFrame({"video_id": ids[kept], "score": noisy[kept]})
+    pool = pd.DataFrame({"video_id": ids, "path": np.char.add("/pool/", ids.astype(str))})
+    return tables, pool
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(n_videos: int, n_pairs: int) -> dict[str, object]:
+    """One row: time of each stage and memory, in this process."""
+    from datamodules.ensemble import TeacherMix, build_ensemble_pairs
+
+    tables, pool = synthetic_tables(n_videos)
+    inputs = _rss_mb()
+    mix = TeacherMix(reference="teacher0")
+    start = time.perf_counter()
+    ensemble = mix.ensemble(tables)
+    middle = time.perf_counter()
+    pairs = build_ensemble_pairs(tables, pool, n_pairs, mix=mix, seed=0)
+    end = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return {
+        "videos": n_videos, "pairs": len(pairs), "ensemble_s": middle - start,
+        "pairs_s": end - middle, "total_s": end - start, "inputs_mb": inputs, "peak_mb": peak,
+        "videos_in_ensemble": len(ensemble),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, nargs="+", default=[30_000, 300_000, 3_000_000])
+    parser.add_argument("--pairs", type=int, default=500_000, help="pairs per size (at most)")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child's run
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(args.videos[0], args.pairs)))
+        return
+    rows = []
+    for n in args.videos:
+        argv = [sys.executable, "-m", "benchmarks.scale_tables", "--one", "--videos", str(n),
+                "--pairs", str(min(args.pairs, n * 2))]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"{n} videos failed:\n{done.stderr[-3000:]}")
+        rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        print(f"{n} videos: {rows[-1]['total_s']:.1f} s", file=sys.stderr)
+    print(markdown_table(rows, digits=1))
+
+
+if __name__ == "__main__":
+    main()
