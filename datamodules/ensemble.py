@@ -20,7 +20,7 @@ Decisions the paper leaves open:
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -99,30 +99,33 @@ def ensemble_scores(
     `tables`: teacher name -> DataFrame[`video_id`, `score`], higher is better; rows whose score
     is NaN (failed) are dropped. Teachers with weight 0 are left out. Sorted by `video_id`.
 
-    Built for pools of millions: the ids are hashed and sorted once (Arrow), every teacher becomes
-    a pair of arrays (positions among the sorted ids, scores) and the sums are bincounts."""
+    Built for pools of millions: the ids are hashed and sorted once (Arrow), and every teacher
+    becomes a pair of arrays (positions among the sorted ids, scores) added in turn."""
     if not tables:
         raise ValueError("no score tables to ensemble")
     weights = _check_weights(tables, weights)
     used = [name for name in tables if weights[name] > 0]
     ids, positions = _shared_ids({name: _clean_ids(name, tables[name]) for name in used})
-    scores = {name: _Scores.of(name, positions[name], tables[name].score) for name in used}
-    mapped = _to_common_scale(scores, mapping, reference)
+
+    def load(name: str) -> _Scores:
+        return _Scores.of(name, positions.pop(name), tables[name].score)
+
     n = len(ids)
-    w_sum, wy_sum = np.zeros(n), np.zeros(n)
+    w_sum, mean, m2 = np.zeros(n), np.zeros(n), np.zeros(n)
     n_teachers = np.zeros(n, np.int64)
-    for name, s in mapped.items():
-        w_sum += np.bincount(s.at, minlength=n) * weights[name]
-        wy_sum += np.bincount(s.at, s.y * weights[name], minlength=n)
-        n_teachers += np.bincount(s.at, minlength=n)
+    # One teacher at a time (a pool of millions holds one teacher's mapped scores, not all), with
+    # West's weighted update of mean and sum of squared deviations: no E[y²] − ȳ² cancellation,
+    # and a video seen by one teacher gets exactly 0, as the σ_Δ = 0 rule needs.
+    for name, s in _to_common_scale(used, load, mapping, reference):
+        w, at = weights[name], s.at  # `at` holds each video once: fancy updates are safe
+        total = w_sum[at] + w
+        delta = s.y - mean[at]
+        mean[at] += delta * (w / total)
+        m2[at] += w * delta * (s.y - mean[at])
+        w_sum[at] = total
+        n_teachers[at] += 1
     seen = n_teachers > 0  # a video whose every score failed is not in the ensemble
-    mean = np.divide(wy_sum, w_sum, out=np.full(n, np.nan), where=seen)
-    # Two passes (deviations from the mean) rather than E[y²] − ȳ², which cancels badly.
-    wd2_sum = np.zeros(n)
-    for name, s in mapped.items():
-        wd2_sum += np.bincount(s.at, weights[name] * (s.y - mean[s.at]) ** 2, minlength=n)
-    # One teacher: exactly 0, not the rounding residue of y − (w·y)/w, as the σ_Δ = 0 rule needs.
-    var = np.where(n_teachers == 1, 0.0, np.divide(wd2_sum, w_sum, out=np.zeros(n), where=seen))
+    var = np.divide(m2, w_sum, out=np.zeros(n), where=seen)
     keep = seen & (n_teachers >= min_teachers)
     return pd.DataFrame(
         {"video_id": ids.filter(pa.array(keep)).to_pandas(), "mean": mean[keep],
@@ -166,11 +169,12 @@ def _shared_ids(
         encoded.chunks[-1].dictionary if encoded.num_chunks else pa.array([], pa.large_string())
     )
     order = pc.sort_indices(unique)  # UTF-8 byte order is Python's str order
-    position = np.empty(len(unique), np.int64)  # a code's position among the sorted ids
-    position[order.to_numpy()] = np.arange(len(unique))
+    # a code's position among the sorted ids; int32 while it fits: half the memory at millions
+    position = np.empty(len(unique), np.int32 if len(unique) < 2**31 else np.int64)
+    position[order.to_numpy()] = np.arange(len(unique), dtype=position.dtype)
     positions = {}
     for name, chunk in zip(per_teacher, encoded.chunks, strict=True):
-        codes = chunk.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+        codes = chunk.indices.to_numpy(zero_copy_only=False)
         twice = np.flatnonzero(np.bincount(codes, minlength=len(unique)) > 1)
         if len(twice):
             raise ValueError(f"score table of {name!r} lists {unique[int(twice[0])]} twice")
@@ -407,43 +411,44 @@ def _logistic_unfit(x: np.ndarray, y: np.ndarray) -> str | None:
 
 
 def _to_common_scale(
-    scores: dict[str, _Scores], mapping: ScaleMapping, reference: str | None
-) -> dict[str, _Scores]:
-    if reference is not None and reference not in scores:
+    names: list[str], load: Callable[[str], _Scores], mapping: ScaleMapping, reference: str | None
+) -> Iterator[tuple[str, _Scores]]:
+    """Each teacher's scores on the common scale, one teacher at a time, in `names`' order."""
+    if reference is not None and reference not in names:
         raise ValueError(
             f"reference teacher {reference!r} is not among the weighted teachers "
-            f"({', '.join(scores)})"
+            f"({', '.join(names)})"
         )
-    if mapping == "zscore":
-        return {name: _Scores(s.at, _zscore(name, s.y)) for name, s in scores.items()}
-    if mapping == "rank":
-        # Ranks (ties averaged) to [0, 1]; a lone score sits in the middle.
-        return {
-            name: _Scores(s.at, (rankdata(s.y) - 1) / (len(s.y) - 1) if len(s.y) > 1 else
-                          np.full(len(s.y), 0.5))
-            for name, s in scores.items()
-        }  # fmt: skip
-    if mapping != "logistic":
+    if mapping not in ("logistic", "zscore", "rank"):
         raise ValueError(f"unknown mapping {mapping!r}; use logistic, zscore or rank")
-    reference = next(iter(scores)) if reference is None else reference
-    ref = scores[reference]
-    out = {}
-    for name, s in scores.items():
-        if name == reference:
-            out[name] = s
-            continue
-        shared = _fit_sample(np.intersect1d(s.at, ref.at, assume_unique=True))
-        fn = fit_to_reference(s.on(shared), ref.on(shared), name)
-        # without a map, the teacher's z-scores on the reference's mean and spread
-        y = ref.y.mean() + ref.y.std() * _zscore(name, s.y) if fn is None else fn(s.y)
-        out[name] = _Scores(s.at, y)
-        if y[np.argmax(s.y)] < y[np.argmin(s.y)]:
-            warnings.warn(
-                f"{name}: maps onto {reference} in reverse order; do the two agree on which "
-                "direction is better (higher_is_better)?",
-                stacklevel=3,
-            )
-    return out
+    reference = names[0] if reference is None else reference
+    ref = load(reference) if mapping == "logistic" else None
+    for name in names:
+        s = ref if name == reference and ref is not None else load(name)
+        if mapping == "zscore":
+            yield name, _Scores(s.at, _zscore(name, s.y))
+        elif mapping == "rank":  # ranks (ties averaged) to [0, 1]; a lone score sits in the middle
+            rank = (rankdata(s.y) - 1) / (len(s.y) - 1) if len(s.y) > 1 else np.full(len(s.y), 0.5)
+            yield name, _Scores(s.at, rank)
+        elif name == reference:
+            yield name, s
+        else:
+            yield name, _Scores(s.at, _onto_reference(name, s, reference, ref))
+
+
+def _onto_reference(name: str, s: _Scores, reference: str, ref: _Scores) -> np.ndarray:
+    """Teacher `name`'s scores mapped onto the reference's by a logistic fitted on shared videos."""
+    shared = _fit_sample(np.intersect1d(s.at, ref.at, assume_unique=True))
+    fn = fit_to_reference(s.on(shared), ref.on(shared), name)
+    # without a map, the teacher's z-scores on the reference's mean and spread
+    y = ref.y.mean() + ref.y.std() * _zscore(name, s.y) if fn is None else fn(s.y)
+    if y[np.argmax(s.y)] < y[np.argmin(s.y)]:
+        warnings.warn(
+            f"{name}: maps onto {reference} in reverse order; do the two agree on which "
+            "direction is better (higher_is_better)?",
+            stacklevel=4,
+        )
+    return y
 
 
 def _fit_sample(shared: np.ndarray) -> np.ndarray:
