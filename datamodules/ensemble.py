@@ -105,7 +105,7 @@ def ensemble_scores(
         raise ValueError("no score tables to ensemble")
     weights = _check_weights(tables, weights)
     used = [name for name in tables if weights[name] > 0]
-    ids, positions = _shared_ids({name: _clean_ids(name, tables[name]) for name in used})
+    ids, positions = align_ids({name: _clean_ids(name, tables[name]) for name in used})
 
     def load(name: str) -> _Scores:
         return _Scores.of(name, positions.pop(name), tables[name].score)
@@ -156,12 +156,13 @@ class _Scores:
         return self.y[np.searchsorted(self.at, at)]
 
 
-def _shared_ids(
+def align_ids(
     per_teacher: Mapping[str, pa.Array],
 ) -> tuple[pa.Array, dict[str, np.ndarray]]:
-    """Every video id of any teacher, sorted; and each teacher's rows' positions
-    in it. One Arrow dictionary encoding hashes every id once, in C++; sorting the distinct ids
-    gives each code its position. (pandas' object-string sort and groupby made millions slow.)"""
+    """Every video id of any teacher (or any table of ids), sorted; and each one's rows'
+    positions in it. One Arrow dictionary encoding hashes every id once, in C++; sorting the
+    distinct ids gives each code its position. (pandas' object-string sort and groupby made
+    millions slow.)"""
     encoded = pa.chunked_array(list(per_teacher.values()), type=pa.large_string())
     encoded = encoded.dictionary_encode()
     # every chunk's codes index one dictionary: the last chunk's holds every id
@@ -172,9 +173,12 @@ def _shared_ids(
     # a code's position among the sorted ids; int32 while it fits: half the memory at millions
     position = np.empty(len(unique), np.int32 if len(unique) < 2**31 else np.int64)
     position[order.to_numpy()] = np.arange(len(unique), dtype=position.dtype)
+    # Arrow may merge or drop empty chunks: split the codes by each teacher's length instead
+    chunks = [c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks]
+    every = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+    ends = np.cumsum([len(ids) for ids in per_teacher.values()])
     positions = {}
-    for name, chunk in zip(per_teacher, encoded.chunks, strict=True):
-        codes = chunk.indices.to_numpy(zero_copy_only=False)
+    for name, codes in zip(per_teacher, np.split(every, ends[:-1]), strict=True):
         twice = np.flatnonzero(np.bincount(codes, minlength=len(unique)) > 1)
         if len(twice):
             raise ValueError(f"score table of {name!r} lists {unique[int(twice[0])]} twice")
@@ -230,17 +234,20 @@ def sample_pairs(
     first, second = _pair_positions(
         table["mean"].to_numpy(float), n_pairs, strategy, max_pairs_per_video, seed, n_bins
     )
-    return pd.DataFrame({"first_id": _at(ids, first), "second_id": _at(ids, second)})
+    return pd.DataFrame(
+        {"first_id": take_strings(ids, first), "second_id": take_strings(ids, second)}
+    )
 
 
-def _at(ids: pa.Array, rows: np.ndarray) -> pd.Series:
+def take_strings(ids: pa.Array, rows: np.ndarray) -> pd.Series:
+    """`ids[rows]` as a pandas string column, without a Python object per string."""
     return ids.take(pa.array(rows)).to_pandas()
 
 
 def _by_id(ensemble: pd.DataFrame) -> tuple[pd.DataFrame, pa.Array]:
     """The ensemble sorted by video id (as str), checked for repeats, and its ids; as it is when
     it already is (ensemble_scores' own output), which saves sorting millions of strings again."""
-    ids = _as_arrow_strings(ensemble.video_id)
+    ids = arrow_strings(ensemble.video_id)
     table = ensemble.reset_index(drop=True)
     if len(ids) > 1 and not pc.all(pc.greater(ids[1:], ids[:-1])).as_py():  # not increasing
         order = pc.sort_indices(ids).to_numpy()
@@ -298,7 +305,7 @@ def build_ensemble_pairs(
     out with a warning. `ensemble`: `mix.ensemble(tables, min_teachers)` when the caller has it
     already (it is the slow part at millions of videos). Same inputs and seed give the same
     table."""
-    video_ids = _as_arrow_strings(videos.video_id)
+    video_ids = arrow_strings(videos.video_id)
     if pc.count_distinct(video_ids).as_py() != len(video_ids):
         raise ValueError("the video table lists a video id twice")
     if ensemble is None:
@@ -320,13 +327,13 @@ def build_ensemble_pairs(
     delta = mean[first] - mean[second]
     sigma = np.sqrt(var[first] + var[second])
     z, soft = z_and_soft_label(delta, sigma, soft_clip)
-    paths = _as_arrow_strings(videos.path)
+    paths = arrow_strings(videos.path)
     return pd.DataFrame(
         {
-            "first_id": _at(ids, first),
-            "second_id": _at(ids, second),
-            "first_path": _at(paths, row[first]),
-            "second_path": _at(paths, row[second]),
+            "first_id": take_strings(ids, first),
+            "second_id": take_strings(ids, second),
+            "first_path": take_strings(paths, row[first]),
+            "second_path": take_strings(paths, row[second]),
             "level": five_level(delta, sigma),
             "source": "ensemble",
             "round": np.int64(round_index),
@@ -493,14 +500,19 @@ def _clean_ids(name: str, table: pd.DataFrame) -> pa.Array:
         raise ValueError(
             f"score table of {name!r} needs columns video_id, score; has {', '.join(table.columns)}"
         )
-    return _as_arrow_strings(table.video_id)  # repeats are found with the others' ids
+    return arrow_strings(table.video_id)  # repeats are found with the others' ids
 
 
-def _as_arrow_strings(column: pd.Series) -> pa.Array:
+def arrow_strings(column: pd.Series) -> pa.Array:
+    """A column of ids or paths as an Arrow large-string array (zero-copy for pandas' str)."""
     try:
-        return pa.array(column, type=pa.large_string())
+        ids = pa.array(column, type=pa.large_string())
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all strings: ids as `str` would spell them
-        return pa.array(column.astype(str), type=pa.large_string())
+        ids = pa.array(column.astype(str), type=pa.large_string())
+    ids = ids.cast(pa.large_string())  # pandas may hand over chunks of another string type
+    if isinstance(ids, pa.ChunkedArray):  # one chunk (pandas' usual): that chunk, not a copy
+        return ids.chunk(0) if ids.num_chunks == 1 else ids.combine_chunks()
+    return ids
 
 
 # --- pair drawing -----------------------------------------------------------------------------

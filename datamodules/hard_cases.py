@@ -31,8 +31,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from datamodules.ensemble import PAIR_COLUMNS, five_level, z_and_soft_label
+from datamodules.ensemble import (
+    PAIR_COLUMNS,
+    align_ids,
+    arrow_strings,
+    five_level,
+    take_strings,
+    z_and_soft_label,
+)
 
 
 @dataclass(frozen=True)
@@ -63,7 +72,7 @@ def wrong_synthetic_pairs(pairs: pd.DataFrame, student: pd.DataFrame, round: int
 
     Wrong: student score first − second ≤ 0 for level 3/4, ≥ 0 for level 0/1. Pairs with a video
     the student did not score are left out, with a warning that counts them."""
-    score = _scores(student, "student")
+    score = _score_series(student, "student")
     d1 = pairs.first_id.astype(str).map(score).astype(float)
     d2 = pairs.second_id.astype(str).map(score).astype(float)
     missing = (d1.isna() | d2.isna()).to_numpy()
@@ -101,10 +110,15 @@ def gmad_pairs(
         raise ValueError(f"bin_width must be in (0, 1], got {bin_width}")
     if n_pairs < 0:
         raise ValueError(f"n_pairs must be >= 0, got {n_pairs}")
-    t, s = _scores(teacher, "teacher"), _scores(student, "student")
-    paths = pd.Series(videos.path.astype(str).to_numpy(), index=videos.video_id.astype(str))
-    ids = t.index.intersection(s.index).intersection(paths.index).sort_values()
-    left_out = len(t.index.union(s.index).difference(ids))
+    # Ids aligned as the ensemble aligns them (Arrow, sorted once): pools of millions stay fast.
+    (t_ids, t_score), (s_ids, s_score) = _scores(teacher, "teacher"), _scores(student, "student")
+    universe, at = align_ids({"teacher": t_ids, "student": s_ids})
+    t_all, s_all = _on(universe, at["teacher"], t_score), _on(universe, at["student"], s_score)
+    pool_ids = arrow_strings(videos.video_id)
+    row = pc.index_in(universe, value_set=pool_ids).fill_null(-1).to_numpy().astype(np.int64)
+    scored = np.isfinite(t_all) & np.isfinite(s_all)
+    both = np.flatnonzero(scored & (row >= 0))  # ascending: in video-id order
+    left_out = int((np.isfinite(t_all) | np.isfinite(s_all)).sum()) - len(both)
     if left_out:
         warnings.warn(
             f"{left_out} videos lack a teacher score, a student score or a path; left out",
@@ -112,8 +126,8 @@ def gmad_pairs(
         )
     rng = np.random.default_rng(seed)
     # A random order that breaks score ties, fixed by the seed: the same inputs, the same pairs.
-    tiebreak = rng.permutation(len(ids))
-    t_rank, s_rank = _rank01(t[ids].to_numpy(), tiebreak), _rank01(s[ids].to_numpy(), tiebreak)
+    tiebreak = rng.permutation(len(both))
+    t_rank, s_rank = _rank01(t_all[both], tiebreak), _rank01(s_all[both], tiebreak)
     t_bin, s_bin = _bins(t_rank, bin_width), _bins(s_rank, bin_width)
     n_first = (n_pairs + 1) // 2
     i1, j1 = _spread_pairs(t_bin, s_rank, s_bin, n_first)  # (i lower, j higher) by the student
@@ -126,12 +140,13 @@ def gmad_pairs(
     delta = s_rank[first] - s_rank[second]
     sigma = np.full(len(delta), float(bin_width))
     z, soft = z_and_soft_label(delta, sigma)
+    paths = arrow_strings(videos.path)
     return pd.DataFrame(
         {
-            "first_id": ids[first].to_numpy(str),
-            "second_id": ids[second].to_numpy(str),
-            "first_path": paths[ids[first]].to_numpy(str),
-            "second_path": paths[ids[second]].to_numpy(str),
+            "first_id": take_strings(universe, both[first]),
+            "second_id": take_strings(universe, both[second]),
+            "first_path": take_strings(paths, row[both[first]]),
+            "second_path": take_strings(paths, row[both[second]]),
             "level": five_level(delta, sigma),
             "source": "hard_gmad",
             "round": np.int64(round),
@@ -165,7 +180,18 @@ def build_hard_cases(
     return pd.concat(parts, ignore_index=True)[list(PAIR_COLUMNS)]
 
 
-def _scores(table: pd.DataFrame, name: str) -> pd.Series:
+def _scores(table: pd.DataFrame, name: str) -> tuple[pa.Array, np.ndarray]:
+    """(video ids, scores; NaN where not finite); rows with a `status` other than "ok" dropped."""
+    if not {"video_id", "score"} <= set(table.columns):
+        raise ValueError(f"{name} score table needs columns video_id, score")
+    if "status" in table.columns:
+        table = table[table.status.eq("ok")]
+    return arrow_strings(table.video_id), pd.to_numeric(table.score, errors="coerce").to_numpy(
+        float
+    )
+
+
+def _score_series(table: pd.DataFrame, name: str) -> pd.Series:
     """Finite scores by video id; rows with a `status` other than "ok" are dropped."""
     if not {"video_id", "score"} <= set(table.columns):
         raise ValueError(f"{name} score table needs columns video_id, score")
@@ -176,6 +202,13 @@ def _scores(table: pd.DataFrame, name: str) -> pd.Series:
         raise ValueError(f"{name} score table lists {ids[ids.duplicated()].iloc[0]} twice")
     score = pd.Series(pd.to_numeric(table.score, errors="coerce").to_numpy(float), index=ids)
     return score[np.isfinite(score.to_numpy())]
+
+
+def _on(universe: pa.Array, at: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Scores laid out on the sorted ids (NaN for a video without one)."""
+    out = np.full(len(universe), np.nan)
+    out[at] = np.where(np.isfinite(score), score, np.nan)
+    return out
 
 
 def _rank01(x: np.ndarray, tiebreak: np.ndarray) -> np.ndarray:
