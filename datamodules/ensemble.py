@@ -173,12 +173,13 @@ def align_ids(
     # a code's position among the sorted ids; int32 while it fits: half the memory at millions
     position = np.empty(len(unique), np.int32 if len(unique) < 2**31 else np.int64)
     position[order.to_numpy()] = np.arange(len(unique), dtype=position.dtype)
-    # Arrow may merge or drop empty chunks: split the codes by each teacher's length instead
     chunks = [c.indices.to_numpy(zero_copy_only=False) for c in encoded.chunks]
-    every = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
-    ends = np.cumsum([len(ids) for ids in per_teacher.values()])
+    lengths = [len(ids) for ids in per_teacher.values()]
+    if [len(c) for c in chunks] != lengths:  # Arrow merged or dropped (empty) chunks: split anew
+        every = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
+        chunks = np.split(every, np.cumsum(lengths)[:-1])
     positions = {}
-    for name, codes in zip(per_teacher, np.split(every, ends[:-1]), strict=True):
+    for name, codes in zip(per_teacher, chunks, strict=True):
         twice = np.flatnonzero(np.bincount(codes, minlength=len(unique)) > 1)
         if len(twice):
             raise ValueError(f"score table of {name!r} lists {unique[int(twice[0])]} twice")
