@@ -181,27 +181,28 @@ def build_hard_cases(
 
 
 def _scores(table: pd.DataFrame, name: str) -> tuple[pa.Array, np.ndarray]:
-    """(video ids, scores; NaN where not finite); rows with a `status` other than "ok" dropped."""
-    if not {"video_id", "score"} <= set(table.columns):
-        raise ValueError(f"{name} score table needs columns video_id, score")
-    if "status" in table.columns:
-        table = table[table.status.eq("ok")]
+    """(video ids, scores; NaN where not finite) of the rows that scored."""
+    table = _scored_rows(table, name)
     return arrow_strings(table.video_id), pd.to_numeric(table.score, errors="coerce").to_numpy(
         float
     )
 
 
 def _score_series(table: pd.DataFrame, name: str) -> pd.Series:
-    """Finite scores by video id; rows with a `status` other than "ok" are dropped."""
-    if not {"video_id", "score"} <= set(table.columns):
-        raise ValueError(f"{name} score table needs columns video_id, score")
-    if "status" in table.columns:
-        table = table[table.status.eq("ok")]
+    """Finite scores by video id, of the rows that scored."""
+    table = _scored_rows(table, name)
     ids = table.video_id.astype(str)
     if ids.duplicated().any():
         raise ValueError(f"{name} score table lists {ids[ids.duplicated()].iloc[0]} twice")
     score = pd.Series(pd.to_numeric(table.score, errors="coerce").to_numpy(float), index=ids)
     return score[np.isfinite(score.to_numpy())]
+
+
+def _scored_rows(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    """The table's rows, without those whose `status` is not "ok"; its columns checked."""
+    if not {"video_id", "score"} <= set(table.columns):
+        raise ValueError(f"{name} score table needs columns video_id, score")
+    return table[table.status.eq("ok")] if "status" in table.columns else table
 
 
 def _on(universe: pa.Array, at: np.ndarray, score: np.ndarray) -> np.ndarray:
