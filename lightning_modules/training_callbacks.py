@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -36,15 +37,27 @@ def curve_file(student_file: str | Path) -> Path:
 
 
 def read_curve(path: str | Path) -> list[dict[str, float]]:
-    """The rows of a curve CSV (`step` as an int); none when the file does not exist."""
+    """The rows of a curve CSV (`step` as an int); none when the file does not exist, or when it
+    is not a curve table (said in a warning naming the file: the curve is only a record of
+    training, so it starts over rather than stopping the round)."""
     path = Path(path)
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        return [
-            {k: int(v) if k == "step" else float(v) for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+    try:
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            if tuple(reader.fieldnames or ()) != CURVE_COLUMNS:
+                raise ValueError(f"columns {reader.fieldnames}, expected {list(CURVE_COLUMNS)}")
+            return [
+                {k: int(v) if k == "step" else float(v) for k, v in row.items()} for row in reader
+            ]
+    except (OSError, UnicodeDecodeError, ValueError, TypeError) as err:  # TypeError: a short row
+        warnings.warn(
+            f"{path}: not a training curve table ({type(err).__name__}: {err}); its rows are "
+            "left out and the curve is written anew",
+            stacklevel=2,
+        )
+        return []
 
 
 def replay_curve(path: str | Path, sink: MetricSink, offset: int = 0) -> int:

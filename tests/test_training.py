@@ -76,6 +76,20 @@ def test_the_training_curve_goes_to_its_table_and_the_sink(trained) -> None:
     assert validation[140]["val/ladder/srcc"] == pytest.approx(result.after["ladder/srcc"])
 
 
+def test_a_broken_curve_table_is_named_and_written_anew(tmp_path: Path) -> None:
+    from lightning_modules.training_callbacks import read_curve, replay_curve
+
+    broken = tmp_path / "student_curve.csv"
+    for text in ("step,loss,lr,grad_norm\n10,0.5,oops,1.0\n", "step,loss\n10,0.5\n",
+                 "step,loss,lr,grad_norm\n10,0.5\n", "\xff\xfe\x00"):  # fmt: skip
+        broken.write_bytes(text.encode("latin-1"))
+        with pytest.warns(UserWarning, match=r"student_curve\.csv: not a training curve table"):
+            assert read_curve(broken) == []
+    sent: list = []
+    with pytest.warns(UserWarning, match="written anew"):
+        assert replay_curve(broken, lambda m, s: sent.append(s)) == 0 and sent == []
+
+
 def test_the_step_bar_counts_steps_and_says_what_it_trains(tmp_path: Path, ladder, capsys):
     _, pairs = ladder
     student = CompactStudent(**STUDENT, feature_cache=str(tmp_path / "features"))
