@@ -5,12 +5,20 @@ decoding in loader workers, part files, merge) and the teacher alone on frames d
 beforehand, so a reader can tell decoding and scoring cost apart. Then the Q-Align teacher's
 weight memory in full precision and in 4-bit nf4. Build the corpus first (`w2svqa data sample`).
 
+`--processes 1 2` adds a table of the same jobs as `w2svqa label` commands with 1 and 2 processes
+(torchrun ranks, each labelling its shard; math threads shared out, cores // N a process), timed
+from the command's start to its end, so start-up is in it as a user would see it.
+
     .venv/bin/python -m benchmarks.label_throughput --corpus data/sample --videos 120
+    .venv/bin/python -m benchmarks.label_throughput --teachers blur blockiness --processes 1 2
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +26,7 @@ from pathlib import Path
 from benchmarks._table import markdown_table
 from datamodules.video_reader import VideoReader
 from datamodules.video_table import load_videos
+from experiments.sweep import thread_share
 from lightning_modules.scoring import label_videos
 from lightning_modules.teachers import create_teacher, list_teachers
 from lightning_modules.teachers.base import VideoItem
@@ -31,13 +40,19 @@ def main() -> None:
     parser.add_argument("--videos", type=int, default=120, help="pool videos to label")
     parser.add_argument("--workers", type=int, default=2, help="decoding processes")
     parser.add_argument("--vlm_videos", type=int, default=4, help="videos for the VLM rows")
+    parser.add_argument("--teachers", nargs="+", default=list(CLASSICAL), choices=CLASSICAL)
+    parser.add_argument("--processes", type=int, nargs="+", default=[],
+                        help="also time `w2svqa label` with these process counts")  # fmt: skip
     args = parser.parse_args()
     pool = args.corpus / "pool.parquet"
     if not pool.exists():
         raise SystemExit(f"{pool}: not found; build the corpus first: w2svqa data sample")
     videos = load_videos(pool).iloc[: args.videos]
+    if args.processes:
+        print(markdown_table(_process_rows(args.teachers, videos, args.processes, args.workers)))
+        print(f"\nOn N GPUs a node: {GPU_COMMAND}\n")
     rows = []
-    for name in (n for n in CLASSICAL if n in list_teachers()):
+    for name in (n for n in args.teachers if n in list_teachers()):
         teacher = create_teacher(name)
         with tempfile.TemporaryDirectory() as tmp:
             summary = label_videos(teacher, videos, Path(tmp) / "scores.parquet",
@@ -60,6 +75,43 @@ def main() -> None:
     print("\nQ-Align teacher on a tiny random LLaVA-OneVision (memory of the weights; on a GPU, "
           "`python -m benchmarks.gpu_check` measures the real-shaped model)\n")  # fmt: skip
     print(markdown_table(_vlm_rows(args.vlm_videos), digits=4))
+
+
+GPU_COMMAND = (
+    "torchrun --nnodes K --nproc_per_node N [--rdzv_endpoint HOST:PORT] "
+    "-m experiments.cli label --teacher NAME --videos POOL --out TABLE.parquet"
+)
+
+
+def _process_rows(teachers: list[str], videos, processes: list[int], workers: int) -> list[dict]:
+    """Each teacher's `w2svqa label` over `videos` with each number of processes, from scratch."""
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        listing = Path(tmp) / "videos.parquet"
+        videos[["video_id", "path"]].to_parquet(listing, index=False)
+        for name in teachers:
+            alone = None
+            for n in processes:
+                out = Path(tmp) / f"{name}-{n}.parquet"
+                seconds = _timed_label(name, listing, out, n, workers)
+                alone = alone or seconds
+                rows.append({"teacher": name, "processes": n, "videos": len(videos),
+                             "seconds": seconds, "videos/s": len(videos) / seconds,
+                             "speed-up": alone / seconds})  # fmt: skip
+    return rows
+
+
+def _timed_label(teacher: str, videos: Path, out: Path, processes: int, workers: int) -> float:
+    env = {**os.environ, **thread_share(processes)}  # ranks must not fight for the cores
+    launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
+    command = [sys.executable, *(launch if processes > 1 else []), "-m", "experiments.cli",
+               "label", "--teacher", teacher, "--videos", str(videos), "--out", str(out),
+               "--workers", str(workers)]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start
 
 
 def _vlm_rows(videos: int) -> list[dict]:

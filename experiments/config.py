@@ -47,6 +47,22 @@ class TeacherEntry:
 
 
 @dataclass(frozen=True)
+class CurateConfig:
+    """Curate the pool before any teacher labels it: keep `n` videos whose nine simple
+    statistics' histograms match `target`'s (the paper: 200k of 3M web videos, matched to LSVQ;
+    `w2svqa data curate` is the same as a command)."""
+
+    target: str
+    """The videos to match: a folder or a table (a labelled dataset, a corpus split)."""
+    n: int
+    """Pool videos to keep."""
+    bins: int = 10
+    """Bins per statistic, at the target's quantiles."""
+    method: Literal["auto", "milp", "greedy"] = "auto"
+    """`milp` (an integer program), `greedy`, or `auto`: milp up to 20,000 pool videos."""
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where the videos are: the unlabelled pool, the labelled split, the evaluation sets."""
 
@@ -74,6 +90,9 @@ class DataConfig:
     cache: str = "data/cache"
     """Outputs shared between runs, each keyed by what made it: teachers' score tables, fitted
     teachers, synthetic renditions. Runs of a sweep reuse each other's work through it."""
+    curate: CurateConfig | None = None
+    """Keep only part of the pool, chosen to match a target set's statistics (written to
+    OUTPUT_DIR/curation/); None: the whole pool."""
 
 
 @dataclass(frozen=True)

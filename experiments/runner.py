@@ -10,8 +10,9 @@
     results.json, the results table, MLflow run (params, tags, per-round metrics, artifacts)
 
 Every stage's output is keyed by its inputs (`experiments.stages`), so a re-run skips what is
-done and a killed run resumes. Stages other than training run on global rank 0; under torchrun
-the other ranks wait for their outputs, then all ranks train together.
+done and a killed run resumes. Under torchrun every rank labels and scores a shard of the videos
+(rank 0 merges the tables) and all ranks train together; the other stages (pairs, evaluation,
+files) are made on global rank 0 while the other ranks wait for their outputs.
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ def _run_rounds(ctx: RunContext) -> dict[str, Any]:
     if exp.data.sample_corpus is not None:
         _build_corpus(ctx)
     pool = load_videos(exp.data.pool)
+    if exp.data.curate is not None:
+        pool = _curate_pool(ctx, pool)
     sets = {name: load_labelled_videos(table) for name, table in exp.data.eval.items()}
     everything = _union(pool, sets)
     _fit_teachers(ctx)
@@ -227,6 +230,31 @@ def _as_dict(value: Any) -> Any:
     return dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
 
 
+def _curate_pool(ctx: RunContext, pool: pd.DataFrame) -> pd.DataFrame:
+    """The pool videos that `data.curate` keeps (OUTPUT_DIR/curation/: the list, the distances
+    to the target of a random sample and of the curated pool, their histograms)."""
+    from experiments.curation import curate
+
+    config = ctx.exp.data.curate
+    target = load_videos(config.target)
+    key = {"config": _as_dict(config), "pool": _frame_digest(pool),
+           "target": _frame_digest(target), "seed": ctx.exp.seed}  # fmt: skip
+
+    def make(out: Path) -> None:  # every rank labels the statistics, rank 0 chooses
+        found = curate(pool, target, config, out.parent, ctx.cache, ctx.exp.seed,
+                       ctx.exp.eval_batch_size, ctx.exp.data.workers)  # fmt: skip
+        if found is not None:
+            mean = found.distances.iloc[-1]
+            print(f"  kept {len(found.chosen)} of {len(pool)} pool videos ({found.method}); "
+                  f"mean distance to the target {mean.random:.3f} (random) -> "
+                  f"{mean.curated:.3f} (curated)")  # fmt: skip
+
+    out = ctx.log.run("curate the pool", ctx.out / "curation" / "curated.parquet", key, make,
+                      collective=True)  # fmt: skip
+    kept = set(pd.read_parquet(out).video_id.astype(str))
+    return pool[pool.video_id.astype(str).isin(kept)].reset_index(drop=True)
+
+
 def _union(pool: pd.DataFrame, sets: dict[str, pd.DataFrame], pairs: Path | None = None):
     """Every distinct video (`video_id`, `path`) of the pool, the sets and a pair table's sides;
     one id naming two different files is an error."""
@@ -291,15 +319,14 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
     table = ctx.cache / "scores" / f"{entry.name}-{digest(spec)}.parquet"
 
     def make(out: Path) -> None:  # resumes: only videos without a score are scored
-        with single_process():
-            summary = label_videos(
-                entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
-            )
+        summary = label_videos(
+            entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
+        )
         if summary.failed:
             print(f"  {entry.name}: {summary.failed} videos failed (error column of {out})")
 
     key = {"teacher": spec, "videos": _frame_digest(videos)}
-    ctx.log.run(f"score with {entry.name}", table, key, make)
+    ctx.log.run(f"score with {entry.name}", table, key, make, collective=True)  # every rank a shard
     ctx.scored.append((f"teacher:{entry.name}", table))
     return _ok_scores(read_scores(table), videos)
 
@@ -496,15 +523,12 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
 
     def make(out: Path) -> None:
         teacher = StudentTeacher(student, anchors=ctx.anchors)
-        with single_process():
-            summary = label_videos(
-                teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
-            )
+        summary = label_videos(teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers)
         if summary.failed:
             print(f"  the student failed on {summary.failed} videos (error column of {out})")
 
     out = round_dir / "student_scores.parquet"
-    ctx.log.run(f"{round_dir.name}: score with the student", out, key, make)
+    ctx.log.run(f"{round_dir.name}: score with the student", out, key, make, collective=True)
     ctx.scored.append((f"student:{round_dir.name}", out))
     return _ok_scores(read_scores(out), videos)
 
@@ -581,6 +605,9 @@ def _log_artifacts(ctx: RunContext, results: dict[str, Any]) -> None:
 
     tracker, run = ctx.tracker, ctx.run_id
     tracker.log_artifact(run, ctx.out / "config.yaml")
+    for name in ("distances.csv", "histograms.png"):  # data.curate's report
+        if (ctx.out / "curation" / name).is_file():
+            tracker.log_artifact(run, ctx.out / "curation" / name, "curation")
     stats = _pair_statistics(ctx.out)
     if not stats.empty:
         csv = ctx.out / "pair_statistics.csv"

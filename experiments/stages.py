@@ -56,7 +56,8 @@ class StageLog:
     """Runs stages, skipping up-to-date ones, and keeps each one's elapsed time.
 
     Under torchrun, rank 0 makes each stage's output and the other ranks wait for its key, except
-    for collective stages (training), which every rank runs together."""
+    for collective stages (labelling, scoring, training), which every rank runs together; rank 0
+    alone writes their key."""
 
     say: Callable[[str], None] = print
     timings: list[dict[str, Any]] = field(default_factory=list)
@@ -78,11 +79,12 @@ class StageLog:
             self.record(label, 0.0, skipped=True)
             return out
         start = time.perf_counter()
-        if self.rank != 0 and not collective:
-            while not (_holds(keyfile, wanted) and out.exists()):  # rank 0 is making it
-                time.sleep(self.poll_seconds)
-            return out
         pending = out.with_name(out.name + ".key.pending")
+        if self.rank != 0 and not collective:
+            self._wait(lambda: _holds(keyfile, wanted) and out.exists())  # rank 0 is making it
+            return out
+        if self.rank != 0:  # a collective stage: start once rank 0 has removed stale leftovers
+            self._wait(lambda: _holds(pending, wanted) or _holds(keyfile, wanted))
         if self.rank == 0:
             keyfile.unlink(missing_ok=True)  # a crash inside `make` must not leave a valid key
             if not _holds(pending, wanted):  # leftovers of other inputs are no head start
@@ -92,8 +94,14 @@ class StageLog:
         if self.rank == 0:
             atomic_write(keyfile, lambda p: p.write_text(wanted + "\n"))
             pending.unlink(missing_ok=True)
+        else:  # rank 0 may still be finishing the output (merging the ranks' score parts)
+            self._wait(lambda: _holds(keyfile, wanted) and out.exists())
         self.record(label, time.perf_counter() - start)
         return out
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        while not ready():
+            time.sleep(self.poll_seconds)
 
     def record(self, label: str, seconds: float, skipped: bool = False) -> None:
         if self.rank != 0:

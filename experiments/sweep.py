@@ -193,7 +193,7 @@ def _run_parallel(pending, parent, tracking_uri, parallel: int, overrides) -> No
             elapsed = time.perf_counter() - start
             print(f"[{trial.name}] trial {k} of {total} started, {elapsed:.0f} s elapsed "
                   f"(log: {folder / 'run.log'})")  # fmt: skip
-            env = {**os.environ, **_thread_share(parallel)}
+            env = {**os.environ, **thread_share(parallel)}
             process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
             running.append((trial, process))
         for item in list(running):
@@ -210,7 +210,7 @@ def _run_parallel(pending, parent, tracking_uri, parallel: int, overrides) -> No
         raise RuntimeError(f"trials failed: {', '.join(failed)} (see their run.log)")
 
 
-def _thread_share(parallel: int) -> dict[str, str]:
+def thread_share(parallel: int) -> dict[str, str]:
     """Math-library threads per trial process: the cores divided among the trials at once. Each
     process would otherwise start one thread per core, and `parallel` of them oversubscribe the
     machine many times over (every step then waits on the others' threads)."""

@@ -6,6 +6,11 @@ Every batch is written at once as a part file beside the table (`TABLE.parts/`),
 are merged into the table atomically at the end; a killed run loses at most the batch in flight,
 and a re-run scores only the videos without a valid score. A video that cannot be decoded, makes
 the teacher raise, or gets a NaN or infinite score is recorded with its reason and skipped.
+
+Under torchrun every rank labels a disjoint shard of the videos (whole batches, dealt in turn, so
+the batches are those one process would make and no video is scored twice) into its own part files;
+after a barrier rank 0 merges them into the table one process would have written. A killed rank's
+re-run scores only its own shard's missing videos.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
@@ -137,29 +143,39 @@ def label_videos(
 
     `description`: what the progress bar says it scores (default: the teacher's name and the
     number of videos to score); `progress`: show the bar (None: when stderr is a terminal, and
-    never with `trainer={"enable_progress_bar": False}`)."""
+    never with `trainer={"enable_progress_bar": False}`). Under torchrun every rank must call it
+    with the same `videos`: each scores its shard, and rank 0 alone merges and counts (the other
+    ranks return a summary of zeros)."""
     start = time.perf_counter()
     out = Path(out)
     done = read_scores(out)
     ok = set(done.loc[done.status == "ok", "video_id"])
-    todo = videos[~videos["video_id"].astype(str).isin(ok)].reset_index(drop=True)
-    if len(todo):
-        parts = _parts_dir(out)
+    missing = ~videos["video_id"].astype(str).isin(ok).to_numpy()
+    todo = videos[missing].reset_index(drop=True)
+    rank, world = process_rank()
+    # under torchrun every rank joins the job even with nothing of its own to score: the barrier
+    # below is what tells rank 0 that all parts are on disk
+    if len(todo) or world > 1:
+        mine = videos[missing & (shard_of(len(videos), batch_size, world) == rank)]
         quiet_lightning()
         settings = {
             "accelerator": "cpu", "devices": 1, "logger": False, "enable_model_summary": False,
-            "enable_checkpointing": False, **(trainer or {}),
+            "enable_checkpointing": False, **_ranks_settings(world), **(trainer or {}),
         }  # fmt: skip
-        callbacks: list[L.Callback] = [ScoreTableWriter(parts)]
+        callbacks: list[L.Callback] = [ScoreTableWriter(_parts_dir(out))]
         if settings.get("enable_progress_bar", True) and show_progress(progress):
-            text = description or f"{teacher.name}: {len(todo)} videos"
+            on = f" on {world} processes" if world > 1 else ""
+            text = description or f"{teacher.name}: {len(todo)} videos{on}"
             callbacks.append(ScoringProgressBar(text))
         else:  # without it Lightning would add its own bar
             settings["enable_progress_bar"] = False
         runner = L.Trainer(**settings, callbacks=callbacks)
         data = VideoScoringDataModule(
-            todo, teacher.sampler(), batch_size, workers, cached=teacher.cached_input
-        )
+            mine.reset_index(drop=True), teacher.sampler(), batch_size, workers,
+            cached=teacher.cached_input,
+        )  # fmt: skip
+        # Lightning's setup barrier comes before any batch, so every rank has read the table above
+        # before any rank writes a part
         runner.predict(TeacherScoringModule(teacher), datamodule=data, return_predictions=False)
         runner.strategy.barrier()  # every rank's parts are on disk before rank 0 merges them
         if runner.global_rank != 0:
@@ -176,6 +192,28 @@ def label_videos(
         failed=len(this_run) - scored,
         seconds=time.perf_counter() - start,
     )
+
+
+def process_rank() -> tuple[int, int]:
+    """(global rank, world size) of this process under torchrun; (0, 1) when not distributed."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def shard_of(n_videos: int, batch_size: int, world: int) -> np.ndarray:
+    """The rank that scores each of `n_videos` videos: blocks of `batch_size` dealt to the ranks in
+    turn. A rank's videos in order make the same batches as one process would (so a batched
+    network scores them with the same numbers), and no video goes to two ranks."""
+    return (np.arange(n_videos) // max(batch_size, 1)) % world
+
+
+def _ranks_settings(world: int) -> dict[str, Any]:
+    """Trainer settings for one rank of torchrun's world (none outside torchrun). The loader is
+    not wrapped in Lightning's distributed sampler: each rank is given its shard already."""
+    if world == 1:
+        return {}
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", str(world)))
+    return {"accelerator": "auto", "devices": local, "num_nodes": world // local,
+            "strategy": "ddp", "use_distributed_sampler": False}  # fmt: skip
 
 
 def _read_score_file(path: Path) -> pd.DataFrame:

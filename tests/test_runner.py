@@ -224,8 +224,12 @@ def test_print_config_prints_the_resolved_yaml(ladder, tmp_path, capsys) -> None
 
 @pytest.mark.slow
 def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
-    """Only the trainer section changes: `devices: 2` starts two ranks (torchrun, gloo); rank 0
-    makes every stage, both train, and the results have the same shape as one process's."""
+    """Only the trainer section changes: `devices: 2` starts two ranks (torchrun, gloo); both
+    label and score a shard each, rank 0 makes the other stages, both train, and the results have
+    the same shape as one process's; a teacher's merged table is the one a single process makes."""
+    from lightning_modules.scoring import label_videos
+    from lightning_modules.teachers import create_teacher
+
     import subprocess
     import sys
 
@@ -247,6 +251,12 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
     assert {"student:round1", "student:round2"} <= set(rows.model)
     assert rows.srcc.notna().all()
+    (table,) = (tmp_path / "cache" / "scores").glob("blur-*.parquet")
+    two_ranks = pd.read_parquet(table)
+    assert not table.with_name(table.name + ".parts").exists()
+    one = tmp_path / "one.parquet"
+    label_videos(create_teacher("blur"), two_ranks[["video_id", "path"]], one, workers=0)
+    pd.testing.assert_frame_equal(two_ranks, pd.read_parquet(one))
 
 
 def test_ui_without_runs_says_what_to_run_first(tmp_path) -> None:

@@ -1,10 +1,12 @@
-"""`w2svqa data sample`, `w2svqa data probe` and `w2svqa vmaf`: the corpus and single videos."""
+"""`w2svqa data sample`, `data curate`, `data probe` and `w2svqa vmaf`: the corpus, a pool's
+curation and single videos."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Literal
 
 from datamodules.errors import UserError
 from datamodules.sample_corpus import CorpusConfig
@@ -35,6 +37,47 @@ def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusCo
         print(f"failed: {line}", file=sys.stderr)
     if summary["failed"]:
         raise SystemExit(1)
+
+
+def data_curate(
+    pool: Path | None = None,
+    target: Path | None = None,
+    n: int | None = None,
+    out: Path = Path("data/curated"),
+    bins: int = 10,
+    method: Literal["auto", "milp", "greedy"] = "auto",
+    seed: int = 0,
+    cache: Path = Path("data/cache"),
+    batch_size: int = 8,
+    workers: int = 2,
+) -> None:
+    """Keep n pool videos whose nine statistics' histograms match a target set's (the paper's
+    pool selection); report the distance of a random sample's and the curated one's.
+
+    Args:
+        pool: The videos to choose from: a folder or a table with `path`.
+        target: The videos to match: a folder or a table (a labelled dataset, a corpus split).
+        n: Pool videos to keep.
+        out: Folder for curated.parquet (video_id, path), distances.csv and histograms.png.
+        bins: Bins per statistic, at the target's quantiles.
+        method: milp (an integer program), greedy, or auto (milp up to 20,000 pool videos).
+        seed: Seed of the random sample compared against, and of the greedy method's ties.
+        cache: Where the statistics' tables are kept (`CACHE/statistics/`), shared by runs.
+        batch_size: Videos per labelling batch.
+        workers: Decoding processes.
+    """
+    from datamodules.video_table import load_videos
+    from experiments.curation import CurateConfig, curate, print_report
+
+    if pool is None or target is None or n is None:
+        raise UserError("--pool, --target and --n are required")
+    if n < 1:
+        raise UserError(f"--n {n}: keep at least one video")
+    config = CurateConfig(str(target), n, bins, method)
+    found = curate(load_videos(pool), load_videos(target), config, out, cache, seed, batch_size,
+                   workers)  # fmt: skip
+    if found is not None:  # rank 0 (or the only process)
+        print_report(found, out)
 
 
 def data_probe(path: Path) -> None:

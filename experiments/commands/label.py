@@ -33,10 +33,12 @@ def label(
         raise UserError("--teacher, --videos and --out are required (or --list)")
     from datamodules.video_table import load_videos
     from lightning_modules.scorers import load_teacher
-    from lightning_modules.scoring import label_videos
+    from lightning_modules.scoring import label_videos, process_rank
 
     scorer = load_teacher(teacher)
     summary = label_videos(scorer, load_videos(videos), out, batch_size, workers)
+    if process_rank()[0] != 0:  # under torchrun: rank 0 merged the table and reports it
+        return
     print(f"{summary.table}: {summary.scored} scored, {summary.skipped} skipped (already scored), "
           f"{summary.failed} failed ({summary.seconds:.1f} s)")  # fmt: skip
     if summary.failed:
@@ -85,7 +87,7 @@ def score(
 
     from datamodules.video_table import load_videos
     from lightning_modules.calibration import CalibrationError, read_reference, score_columns
-    from lightning_modules.scoring import label_videos, read_scores
+    from lightning_modules.scoring import label_videos, process_rank, read_scores
 
     if (checkpoint is None) == (teacher is None):
         raise UserError("give exactly one of --checkpoint or --teacher")
@@ -115,12 +117,28 @@ def score(
     videos = pd.concat([_videos_at(p, load_videos) for p in paths], ignore_index=True)
     videos = videos.drop_duplicates("path").reset_index(drop=True)
     videos["video_id"] = videos["path"]  # a CSV row per path given, however it was found
-    with tempfile.TemporaryDirectory() as tmp:
-        table = Path(tmp) / "scores.parquet"
-        # with the CSV on stdout, no progress bar may share it
-        quiet = {"enable_progress_bar": False} if output is None else None
-        summary = label_videos(scorer, videos, table, batch_size, workers, trainer=quiet)
+    rank, world = process_rank()
+    if world > 1:
+        # the ranks share one table beside the CSV, kept until the CSV is written, so a killed
+        # rank's re-run scores only what is missing
+        if output is None:
+            raise UserError("under torchrun give --output: the ranks cannot share stdout")
+        from experiments.stages import digest, file_digest
+
+        made_by = file_digest(checkpoint) if checkpoint is not None else digest(teacher)
+        table = output.with_name(f"{output.name}.{made_by}.scores.parquet")  # another scorer's
+        # table is never taken as done
+        summary = label_videos(scorer, videos, table, batch_size, workers)
+        if rank != 0:
+            return
         scores = read_scores(table).set_index("path").reindex(videos.path)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            table = Path(tmp) / "scores.parquet"
+            # with the CSV on stdout, no progress bar may share it
+            quiet = {"enable_progress_bar": False} if output is None else None
+            summary = label_videos(scorer, videos, table, batch_size, workers, trainer=quiet)
+            scores = read_scores(table).set_index("path").reindex(videos.path)
     rows = score_columns(scores.reset_index(), calibration, ref)
     if output is None:
         rows.to_csv(sys.stdout, index=False)
@@ -129,6 +147,8 @@ def score(
 
         atomic_write(output, lambda p: rows.to_csv(p, index=False))
         print(f"{output}: {summary.scored} scored, {summary.failed} failed", file=sys.stderr)
+        if world > 1:
+            table.unlink()
 
 
 def _videos_at(path: str, load_videos):

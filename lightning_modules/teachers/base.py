@@ -109,7 +109,7 @@ TEACHERS: Registry[Teacher] = Registry(
     "teacher",
     [
         f"lightning_modules.teachers.{m}"
-        for m in ("classical", "tables", "vlm", "student", "regressor")
+        for m in ("classical", "tables", "vlm", "student", "regressor", "statistics")
     ],
 )
 register_teacher = TEACHERS.register
