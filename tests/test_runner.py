@@ -227,11 +227,11 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     """Only the trainer section changes: `devices: 2` starts two ranks (torchrun, gloo); both
     label and score a shard each, rank 0 makes the other stages, both train, and the results have
     the same shape as one process's; a teacher's merged table is the one a single process makes."""
-    from lightning_modules.scoring import label_videos
-    from lightning_modules.teachers import create_teacher
-
     import subprocess
     import sys
+
+    from lightning_modules.scoring import label_videos
+    from lightning_modules.teachers import create_teacher
 
     folder, videos = ladder
     config = tiny_experiment(folder, videos)
