@@ -6,17 +6,19 @@ beforehand, so a reader can tell decoding and scoring cost apart. Then the Q-Ali
 weight memory in full precision and in 4-bit nf4. Build the corpus first (`w2svqa data sample`).
 
 `--processes 1 2` adds a table of the same jobs as `w2svqa label` commands with 1 and 2 processes
-(torchrun ranks, each labelling its shard; math threads shared out, cores // N a process), timed
-from the command's start to its end, so start-up is in it as a user would see it.
+(torchrun ranks, each labelling its shard; math threads shared out, cores // N a process; each
+with `--workers` decoding processes), timed from the command's start to its end (start-up in it,
+as a user sees it) and as the job that rank 0 reports.
 
     .venv/bin/python -m benchmarks.label_throughput --corpus data/sample --videos 120
-    .venv/bin/python -m benchmarks.label_throughput --teachers blur blockiness --processes 1 2
+    .venv/bin/python -m benchmarks.label_throughput --teachers blur niqe --processes 1 2 --workers 0
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -84,24 +86,31 @@ GPU_COMMAND = (
 
 
 def _process_rows(teachers: list[str], videos, processes: list[int], workers: int) -> list[dict]:
-    """Each teacher's `w2svqa label` over `videos` with each number of processes, from scratch."""
+    """Each teacher's `w2svqa label` over `videos` with each number of processes, from scratch:
+    the command's wall time (Python and Lightning start-up included) and the labelling job's
+    own, as rank 0 reports it."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         listing = Path(tmp) / "videos.parquet"
-        videos[["video_id", "path"]].to_parquet(listing, index=False)
+        absolute = videos.path.map(os.path.abspath)  # not relative to the listing's folder
+        videos[["video_id"]].assign(path=absolute).to_parquet(listing, index=False)
         for name in teachers:
             alone = None
             for n in processes:
                 out = Path(tmp) / f"{name}-{n}.parquet"
-                seconds = _timed_label(name, listing, out, n, workers)
-                alone = alone or seconds
-                rows.append({"teacher": name, "processes": n, "videos": len(videos),
-                             "seconds": seconds, "videos/s": len(videos) / seconds,
-                             "speed-up": alone / seconds})  # fmt: skip
+                wall, job = _timed_label(name, listing, out, n, workers)
+                alone = alone or job
+                rows.append({
+                    "teacher": name, "processes": n, "decoders each": workers,
+                    "videos": len(videos), "command s": wall, "job s": job,
+                    "job videos/s": len(videos) / job, "speed-up": alone / job,
+                })  # fmt: skip
     return rows
 
 
-def _timed_label(teacher: str, videos: Path, out: Path, processes: int, workers: int) -> float:
+def _timed_label(
+    teacher: str, videos: Path, out: Path, processes: int, workers: int
+) -> tuple[float, float]:
     env = {**os.environ, **thread_share(processes)}  # ranks must not fight for the cores
     launch = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}"]
     command = [sys.executable, *(launch if processes > 1 else []), "-m", "experiments.cli",
@@ -109,9 +118,15 @@ def _timed_label(teacher: str, videos: Path, out: Path, processes: int, workers:
                "--workers", str(workers)]  # fmt: skip
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    return time.perf_counter() - start
+    # rank 0's line: "TABLE: 120 scored, 0 skipped (already scored), 0 failed (7.1 s)"
+    found = re.search(r"(\d+) scored, \d+ skipped \(already scored\), (\d+) failed \(([\d.]+) s\)",
+                      done.stdout)  # fmt: skip
+    if found is None or int(found[2]):
+        raise SystemExit(f"{' '.join(command)}: not every video scored:\n{done.stdout[-2000:]}")
+    return wall, float(found[3])
 
 
 def _vlm_rows(videos: int) -> list[dict]:

@@ -129,18 +129,29 @@ def _greedy(index: np.ndarray, wanted: np.ndarray, n: int, seed: int) -> np.ndar
     (the absolute misses tie too often to choose well); ties are broken in a seeded random order.
     Batches of about n/200 keep it to 200 passes over the pool."""
     videos = len(index)
+    # the keys below are int64: |gain| <= statistics * 2048 * (n + 1), times the pool's size
+    if index.shape[1] * 2048 * (n + 1) * videos >= 2**63:  # about 20 million videos of nine
+        raise ValueError(f"a pool of {videos} videos is too many to curate at once: split it "
+                         "and give each part its share of n")  # fmt: skip
     order = np.random.default_rng(seed).permutation(videos)
-    index = index[order]
-    counts = np.zeros(len(wanted))
+    index = index[order].astype(np.int32)
+    # in 1/1024ths, as integers: every sum is exact, so no CPU's rounding can reorder a tie
+    wanted = np.round(wanted * 1024).astype(np.int64)
+    counts = np.zeros(len(wanted), dtype=np.int64)
     free = np.ones(videos, dtype=bool)
     chosen: list[np.ndarray] = []
     left = n
     batch = max(1, n // 200)
+    taken = np.iinfo(np.int64).max
+    position = np.arange(videos, dtype=np.int64)
     while left:
-        step = 2 * (counts - wanted) + 1  # (K,): the change of (count - wanted)^2 on adding one
-        gain = step[index].sum(axis=1)
-        gain[~free] = np.inf
-        take = np.argsort(gain, kind="stable")[: min(batch, left)]
+        step = 2 * (1024 * counts - wanted) + 1024  # (K,): the change of (count - wanted)^2
+        # gain, then the seeded order, as one distinct key a video: whichever selection algorithm
+        # this CPU's numpy uses, the `size` smallest keys are the same videos
+        key = step[index].sum(axis=1) * videos + position
+        key[~free] = taken
+        size = min(batch, left)
+        take = np.sort(np.argpartition(key, size - 1)[:size]) if size < videos else position
         free[take] = False
         np.add.at(counts, index[take].ravel(), 1)
         chosen.append(take)
