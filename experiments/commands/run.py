@@ -59,8 +59,8 @@ class Run:
         if experiment is None:
             sys.stdout.write(dump_config(namespace))
             return
-        processes = _processes(experiment.training.trainer)
-        if processes > 1 and "RANK" not in os.environ:
+        # under torchrun already (several nodes start it themselves): this process is one rank
+        if "RANK" not in os.environ and (processes := _processes(experiment.training.trainer)) > 1:
             _launch(processes, args)  # does not return
         from experiments.runner import run_experiment
 
