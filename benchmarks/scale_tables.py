@@ -7,7 +7,8 @@ its own, so its peak memory (RSS) is its own: the `inputs` column is the RSS onc
 and the pool table are built, before the stages; `peak` is the most the process held up to the
 end of the pairs, `gmad_peak` the most after the hard cases too.
 `total_s` is the ensemble and the pairs (the targets: 3M videos, 500k pairs in 30 s and 1.5 GB on
-2 cores); the gMAD hard cases (a tenth as many pairs) are timed beside them.
+2 cores); the gMAD hard cases (a tenth as many pairs) are timed beside them, and so is one epoch of
+the pair stream over the pairs (`stream_s`: every pair once, shuffled, inputs from a cache).
 
     .venv/bin/python -m benchmarks.scale_tables                       # 30k, 300k, 3M videos
     .venv/bin/python -m benchmarks.scale_tables --videos 3000000 --pairs 500000
@@ -77,11 +78,35 @@ def measure(n_videos: int, n_pairs: int) -> dict[str, object]:
                       n_pairs // 10, round=2, seed=0)  # fmt: skip
     hard = time.perf_counter()
     gmad_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    streamed, stream_s, stream_mb = _stream(pairs)
     return {
         "videos": n_videos, "pairs": len(pairs), "ensemble_s": middle - start,
         "pairs_s": end - middle, "total_s": end - start, "gmad_pairs": len(gmad),
         "gmad_s": hard - end, "inputs_mb": inputs, "peak_mb": peak, "gmad_peak_mb": gmad_peak,
+        "stream_pairs": streamed, "stream_s": stream_s, "stream_growth_mb": stream_mb,
     }  # fmt: skip
+
+
+def _stream(pairs: pd.DataFrame) -> tuple[int, float, float]:
+    """The pair stream over the pair table, as one training process of one rank reads it: every
+    pair once, shuffled, without decoding (each video's input comes from a cache, here a
+    constant). Pairs read, seconds, and how much the RSS grew while streaming."""
+    import tempfile
+    from pathlib import Path
+
+    from datamodules.frame_sampling import UniformFrames
+    from datamodules.pair_datamodule import PairStream
+
+    with tempfile.TemporaryDirectory() as tmp:
+        table = Path(tmp) / "pairs.parquet"
+        pairs.to_parquet(table, index=False)
+        stream = PairStream([table], UniformFrames(1), prepare=None, cached=lambda path: 0,
+                            rank=0, world_size=1)  # fmt: skip
+        before = _rss_mb()
+        start = time.perf_counter()
+        count = sum(1 for _ in stream)
+        seconds = time.perf_counter() - start
+        return count, seconds, _rss_mb() - before
 
 
 def main() -> None:
