@@ -46,6 +46,8 @@ class TeacherScoringModule(L.LightningModule):
     def __init__(self, teacher: Teacher) -> None:
         super().__init__()
         self.teacher = teacher  # an nn.Module teacher becomes a submodule and follows the device
+        # under torchrun a rank whose shard is all scored (a resumed job) has nothing to predict
+        self.allow_zero_length_dataloader_with_multiple_devices = True
 
     def predict_step(self, batch: list[VideoItem], batch_idx: int) -> list[dict[str, Any]]:
         records = [self._record(item) for item in batch]

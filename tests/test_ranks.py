@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from datamodules._ffmpeg import encode_frames
+from experiments.cli import main
 from lightning_modules.checkpoints import save_student
 from lightning_modules.scoring import shard_of
 from lightning_modules.students.compact import CompactStudent
@@ -65,35 +66,45 @@ def test_shards_are_whole_batches_dealt_in_turn() -> None:
     assert sorted(np.bincount(shard_of(1001, 4, 3))) == [332, 333, 336]  # disjoint and complete
 
 
-def test_two_ranks_label_the_table_of_one_process(pool_and_student, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def one_table(pool_and_student, tmp_path_factory) -> tuple[list[str], Path]:
+    """`w2svqa label` arguments (all but --out) and the table one process makes with them."""
     videos, _ = pool_and_student
-    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
-    one_process("label", "--teacher", "blur", "--videos", str(videos), "--out", str(one),
-                "--batch_size", "2", "--workers", "0")  # fmt: skip
-    done = torchrun("label", "--teacher", "blur", "--videos", str(videos), "--out", str(two),
-                    "--batch_size", "2", "--workers", "0")  # fmt: skip
+    args = ["label", "--teacher", "blur", "--videos", str(videos), "--batch_size", "2",
+            "--workers", "0"]  # fmt: skip
+    table = tmp_path_factory.mktemp("one") / "one.parquet"
+    one_process(*args, "--out", str(table))
+    return args, table
+
+
+def test_two_ranks_label_the_table_of_one_process(one_table, tmp_path: Path) -> None:
+    args, one = one_table
+    two = tmp_path / "two.parquet"
+    done = torchrun(*args, "--out", str(two))
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # rank 0 alone reports, once: 9 scored, the broken file failed
     assert done.stdout.count("9 scored, 0 skipped (already scored), 1 failed") == 1
     pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one))
     assert not (tmp_path / "two.parquet.parts").exists()
+    # again: only the broken file is tried again, so one rank has nothing to score and still joins
+    again = torchrun(*args, "--out", str(two))
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "0 scored, 9 skipped (already scored), 1 failed" in again.stdout
 
 
-def test_a_killed_rank_resumes_its_own_shard(pool_and_student, tmp_path: Path) -> None:
-    videos, _ = pool_and_student
-    one, two = tmp_path / "one.parquet", tmp_path / "two.parquet"
-    args = ["label", "--teacher", "blockiness", "--videos", str(videos), "--batch_size", "2",
-            "--workers", "0"]  # fmt: skip
-    one_process(*args, "--out", str(one))
-    killed = torchrun(*args, "--out", str(two), kill_at="label:2@1")  # rank 1, after 2 batches
+def test_a_killed_rank_resumes_its_own_shard(one_table, tmp_path: Path) -> None:
+    args, one = one_table
+    two = tmp_path / "two.parquet"
+    # rank 1's shard is batches 1 and 3 of 5; it dies after the first of them
+    killed = torchrun(*args, "--out", str(two), kill_at="label:1@1")
     assert killed.returncode != 0
     parts = sorted(p.name for p in (tmp_path / "two.parquet.parts").glob("*.parquet"))
-    assert sum("-rank1-" in p for p in parts) == 2, parts  # what rank 1 finished is kept
+    assert sum("-rank1-" in p for p in parts) == 1, parts  # what rank 1 finished is kept
     assert not two.exists()
     resumed = torchrun(*args, "--out", str(two))
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     skipped = int(resumed.stdout.split(" skipped")[0].rsplit(", ", 1)[1])
-    assert skipped >= 4  # rank 1's two batches of 2 (and whatever rank 0 finished) not re-scored
+    assert skipped >= 2  # rank 1's finished batch of 2 (and whatever rank 0 finished)
     pd.testing.assert_frame_equal(pd.read_parquet(two), pd.read_parquet(one))
 
 
@@ -109,8 +120,9 @@ def test_two_ranks_score_with_a_student_as_one_process(pool_and_student, tmp_pat
     assert list(tmp_path.glob("*.scores.parquet")) == []  # the shared table went with the CSV
 
 
-def test_score_under_torchrun_needs_an_output_file(pool_and_student) -> None:
+def test_score_under_torchrun_needs_an_output_file(pool_and_student, monkeypatch, capsys):
     videos, student = pool_and_student
-    done = torchrun("score", "--checkpoint", str(student), "--workers", "0", str(videos))
-    assert done.returncode != 0
-    assert "under torchrun give --output" in done.stdout + done.stderr
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets it; refused before any rank joins
+    with pytest.raises(SystemExit):
+        main(["score", "--checkpoint", str(student), "--workers", "0", str(videos)])
+    assert "under torchrun give --output: the ranks cannot share stdout" in capsys.readouterr().err
