@@ -5,7 +5,9 @@ drawn candidates) made from `benchmarks.scale_tables.synthetic_tables(800, seed=
 under each mapping, and pair tables from both drawing paths (every pair enumerated, and the
 rejecting draw that pools too big to enumerate use), with and without a cap on pairs per video.
 Ids, paths and levels must match exactly; floats to rounding (1e-12): Kahan sums and bincounts
-add the same numbers in another way.
+add the same numbers in another way. Where a logistic fit maps the scores, its floats match to
+1e-3 relative or 1e-4 absolute: the fit is iterative and lands that close to one optimum on another
+CPU (AVX-512 or not), where the goldens may not have been made.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from datamodules.ensemble import TeacherMix, build_ensemble_pairs
 
 GOLDEN = Path(__file__).parent / "data" / "ensemble_golden"
 EXACT = ["first_id", "second_id", "first_path", "second_path", "level", "source", "round"]
+ROUNDING = {"rtol": 0, "atol": 1e-12}
+FITTED = {"rtol": 1e-3, "atol": 1e-4}  # through scipy's logistic fit (module docstring)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +42,8 @@ def test_the_ensemble_matches_the_earlier_code(pool, mapping: str) -> None:
     assert new.video_id.tolist() == old.video_id.tolist()
     assert new.n_teachers.tolist() == old.n_teachers.tolist()
     for column in ("mean", "var"):
-        np.testing.assert_allclose(new[column], old[column], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(new[column], old[column],
+                                   **(FITTED if mapping == "logistic" else ROUNDING))  # fmt: skip
 
 
 @pytest.mark.parametrize("path", ["enumerated", "rejecting"])
@@ -64,8 +69,8 @@ def test_pair_tables_match_the_earlier_code_pair_for_pair(
     assert list(new.columns) == list(old.columns) and len(new) == len(old) == 1000
     for column in EXACT:
         assert new[column].tolist() == old[column].tolist(), column
-    for column in ("delta", "sigma_delta", "z", "soft_label"):
-        np.testing.assert_allclose(new[column], old[column], rtol=0, atol=1e-12)
+    for column in ("delta", "sigma_delta", "z", "soft_label"):  # the mix maps by logistic
+        np.testing.assert_allclose(new[column], old[column], **FITTED)
     pd.testing.assert_frame_equal(new, given)  # an ensemble passed in is the one it would make
     if cap is not None:
         counts = pd.concat([new.first_id, new.second_id]).value_counts()
@@ -108,4 +113,4 @@ def test_gmad_pairs_match_the_earlier_code() -> None:
     for column in EXACT:
         assert new[column].tolist() == old[column].tolist(), column
     for column in ("delta", "sigma_delta", "z", "soft_label"):
-        np.testing.assert_allclose(new[column], old[column], rtol=0, atol=1e-12)
+        np.testing.assert_allclose(new[column], old[column], **ROUNDING)

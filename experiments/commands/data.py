@@ -51,8 +51,10 @@ def data_curate(
     batch_size: int = 8,
     workers: int = 2,
 ) -> None:
-    """Keep n pool videos whose nine statistics' histograms match a target set's (the paper's
-    pool selection); report the distance of a random sample's and the curated one's.
+    """Keep n pool videos whose nine statistics' histograms match a target set's.
+
+    The paper's pool selection; the report gives the distance to the target of a random sample's
+    histograms and of the curated one's.
 
     Args:
         pool: The videos to choose from: a folder or a table with `path`.
