@@ -106,9 +106,11 @@ def evaluate_models(
     tracking_uri: str | None = None,
     track: bool = True,
 ) -> dict[str, Any]:
-    """Score every set with every model; write the table, CSVs, plots and results; log to MLflow."""
+    """Score every set with every model; write the table, CSVs, plots and results; log to MLflow.
+    Under torchrun every rank scores a shard of each model's videos; rank 0 alone evaluates,
+    writes and logs (the other ranks return {})."""
     from experiments.evaluation import evaluate, overall
-    from lightning_modules.scoring import label_videos, read_scores
+    from lightning_modules.scoring import label_videos, process_rank, read_scores
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -118,6 +120,8 @@ def evaluate_models(
     for model in models:
         table = out / "scores" / f"{_slug(model.name)}-{model.digest()}.parquet"
         summary = label_videos(_scorer(model), videos, table, batch_size, workers)
+        if process_rank()[0] != 0:  # rank 0 is merging this table: it evaluates
+            continue
         if summary.failed:
             print(f"  {model.name}: {summary.failed} videos failed (error column of {table})")
         scores = read_scores(table)
@@ -125,6 +129,8 @@ def evaluate_models(
         rows += model_rows + [{"model": model.name, "round": 0, "set": "overall",
                                **overall(model_rows)}]  # fmt: skip
         predictions |= {(model.name, s): p for s, p in model_predictions.items()}
+    if process_rank()[0] != 0:
+        return {}
     names = [m.name for m in models]
     return _report(out, names, sets, rows, predictions, {}, tracking_uri, track)
 

@@ -3,6 +3,7 @@ CPU ranks (gloo) give exactly the table of one process, and a rank killed mid-jo
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -126,3 +127,20 @@ def test_score_under_torchrun_needs_an_output_file(pool_and_student, monkeypatch
     with pytest.raises(SystemExit):
         main(["score", "--checkpoint", str(student), "--workers", "0", str(videos)])
     assert "under torchrun give --output: the ranks cannot share stdout" in capsys.readouterr().err
+
+
+def test_two_ranks_evaluate_as_one_process(pool_and_student, tmp_path) -> None:
+    """`w2svqa evaluate` under torchrun: both ranks score, rank 0 alone evaluates and reports."""
+    videos, _ = pool_and_student
+    names = sorted(p.name for p in videos.glob("*_*.mp4"))
+    labels = tmp_path / "labels.csv"
+    labels.write_text("name,mos\n" + "".join(f"{n},{i}\n" for i, n in enumerate(names)))
+    args = ["evaluate", "--teacher", "blur", "--dataset", "generic", "--root", str(videos),
+            "--labels", str(labels), "--mos_range", "0,10", "--no_mlflow", "--workers", "0",
+            "--batch_size", "2"]  # fmt: skip
+    one_process(*args, "--output_dir", str(tmp_path / "one"))
+    done = torchrun(*args, "--output_dir", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = (json.loads((tmp_path / d / "results.json").read_text())["rows"]
+                for d in ("one", "two"))  # fmt: skip
+    assert two == one and len(one) == 2  # the set and overall, the same numbers

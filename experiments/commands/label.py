@@ -208,8 +208,14 @@ def calibrate(
         fitted_on, scale = labels.name, scale or label_scale(labels, videos.mos)
     else:
         raise UserError("give --labels TABLE, or --dataset NAME --root DIR")
-    out, calibration = calibrate_student(
-        student, videos, scale, fitted_on, output, batch_size, workers
-    )
+    from experiments.stages import single_process
+    from lightning_modules.scoring import process_rank
+
+    if process_rank()[0] != 0:  # under torchrun: a labelled set is small, rank 0 calibrates alone
+        return
+    with single_process():
+        out, calibration = calibrate_student(
+            student, videos, scale, fitted_on, output, batch_size, workers
+        )
     b1, b2, b3, b4 = calibration.params
     print(f"{out}: {calibration.describe()}; β = {b1:.4g}, {b2:.4g}, {b3:.4g}, {b4:.4g}")
