@@ -4,7 +4,9 @@
 
 Reads each trial's `results.json` under the folder (a `w2svqa sweep` of `seed`, e.g.
 experiments/sweeps/seeds.yaml) and prints, per model and set, SRCC mean ± std over the seeds; then
-per seed and set, the last student's SRCC minus the best teacher's and the weak ensemble's.
+per seed and set, the last student's SRCC minus the best teacher's and the weak ensemble's. A
+sweep over seeds and other keys (experiments/sweeps/iteration.yaml) gets one table per setting of
+the other keys.
 """
 
 from __future__ import annotations
@@ -30,11 +32,27 @@ def load_trials(folder: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise SystemExit(
                 f"{results.parent}: not a finished trial ({reason}); re-run the sweep"
             ) from err
-        rows += [{**r, "seed": seed} for r in data["rows"]]
-        verdicts += [{**v, "seed": seed} for v in data.get("verdict", [])]
+        setting = _settings(folder).get(results.parent.name, "")
+        rows += [{**r, "seed": seed, "setting": setting} for r in data["rows"]]
+        verdicts += [{**v, "seed": seed, "setting": setting} for v in data.get("verdict", [])]
     if not rows:
         raise SystemExit(f"{folder}: no */results.json; run `w2svqa sweep` first")
     return pd.DataFrame(rows), pd.DataFrame(verdicts)
+
+
+def _settings(folder: Path) -> dict[str, str]:
+    """Each trial's grid point without its seed, from the sweep's summary.csv ("" without one):
+    a sweep over seeds and other keys gets one table per setting of the other keys."""
+    summary = folder / "summary.csv"
+    if not summary.is_file():
+        return {}
+    table = pd.read_csv(summary).drop_duplicates("trial")
+    other = (
+        table.settings.fillna("")
+        .str.split(",")
+        .map(lambda parts: ",".join(p for p in parts if not p.startswith("seed=")))
+    )
+    return dict(zip(table.trial, other, strict=True))
 
 
 def seed_table(rows: pd.DataFrame, metric: str = "srcc") -> pd.DataFrame:
@@ -53,16 +71,22 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, help="also write the mean ± std table here")
     args = parser.parse_args()
     rows, verdicts = load_trials(args.folder)
-    seeds = sorted(rows.seed.unique())
-    table = seed_table(rows)
-    print(f"SRCC, mean ± std over seeds {seeds}\n{table.to_string()}")
+    tables = []
+    for setting, group in rows.groupby("setting", sort=False):
+        table = seed_table(group)
+        seeds = sorted(int(s) for s in group.seed.unique())
+        title = f" ({setting})" if setting else ""
+        print(f"SRCC, mean ± std over seeds {seeds}{title}\n{table.to_string()}\n")
+        tables.append(table.assign(setting=setting) if setting else table)
     if args.csv:
-        table.to_csv(args.csv)
+        pd.concat(tables).to_csv(args.csv)
     if len(verdicts):
-        print("\nper seed: the last student's SRCC minus the best teacher's / the ensemble's")
-        cols = ["set", "seed", "student", "srcc", "best_teacher", "minus_best_teacher",
-                "minus_ensemble"]  # fmt: skip
-        print(verdicts[cols].sort_values(["set", "seed"]).to_string(index=False))
+        print("per seed: the last student's SRCC minus the best teacher's / the ensemble's")
+        cols = ["setting", "set", "seed", "student", "srcc", "best_teacher",
+                "minus_best_teacher", "minus_ensemble"]  # fmt: skip
+        order = verdicts[cols].sort_values(["setting", "set", "seed"], kind="stable")
+        print(order.drop(columns=[] if verdicts.setting.any() else ["setting"])
+              .to_string(index=False))  # fmt: skip
 
 
 if __name__ == "__main__":
