@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -33,7 +34,11 @@ class Curation:
 
 
 def statistics_table(
-    videos: pd.DataFrame, cache: Path, batch_size: int = 8, workers: int = 2
+    videos: pd.DataFrame,
+    cache: Path,
+    batch_size: int = 8,
+    workers: int = 2,
+    trainer: dict[str, Any] | None = None,
 ) -> tuple[pd.DataFrame, int]:
     """`video_id`, `path` and the nine STATISTICS of each video that has all nine, and how many
     have not (their reasons are in the tables' error column). Under torchrun every rank labels a
@@ -48,7 +53,7 @@ def statistics_table(
         teacher = StatisticTeacher(statistic=name, feature_cache=str(folder / "values"))
         spec = {"frames": teacher.frames, "run": teacher.run}
         table = folder / f"{name}-{digest(spec)}.parquet"  # shared by every pool and target
-        label_videos(teacher, videos, table, batch_size, workers,
+        label_videos(teacher, videos, table, batch_size, workers, trainer=trainer,
                      description=f"statistic {name}")  # fmt: skip
         if process_rank()[0] != 0:
             continue
@@ -70,13 +75,15 @@ def curate(
     seed: int = 0,
     batch_size: int = 8,
     workers: int = 2,
+    trainer: dict[str, Any] | None = None,
 ) -> Curation | None:
     """Choose `config.n` pool videos and write the report into the folder `out`. Under torchrun
-    every rank labels; rank 0 alone selects and writes (the others return None)."""
+    every rank labels; rank 0 alone selects and writes (the others return None). `trainer`:
+    the labelling jobs' Trainer settings (e.g. the run's accelerator)."""
     from lightning_modules.scoring import process_rank
 
-    pool_stats, pool_failed = statistics_table(pool, cache, batch_size, workers)
-    target_stats, target_failed = statistics_table(target, cache, batch_size, workers)
+    pool_stats, pool_failed = statistics_table(pool, cache, batch_size, workers, trainer)
+    target_stats, target_failed = statistics_table(target, cache, batch_size, workers, trainer)
     if process_rank()[0] != 0:
         return None
     if len(target_stats) < config.bins:

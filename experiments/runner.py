@@ -241,8 +241,9 @@ def _curate_pool(ctx: RunContext, pool: pd.DataFrame) -> pd.DataFrame:
            "target": _frame_digest(target), "seed": ctx.exp.seed}  # fmt: skip
 
     def make(out: Path) -> None:  # every rank labels the statistics, rank 0 chooses
-        found = curate(pool, target, config, out.parent, ctx.cache, ctx.exp.seed,
-                       ctx.exp.eval_batch_size, ctx.exp.data.workers)  # fmt: skip
+        exp = ctx.exp
+        found = curate(pool, target, config, out.parent, ctx.cache, exp.seed, exp.eval_batch_size,
+                       exp.data.workers, _label_trainer(ctx))  # fmt: skip
         if found is not None:
             mean = found.distances.iloc[-1]
             print(f"  kept {len(found.chosen)} of {len(pool)} pool videos ({found.method}); "
@@ -319,9 +320,8 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
     table = ctx.cache / "scores" / f"{entry.name}-{digest(spec)}.parquet"
 
     def make(out: Path) -> None:  # resumes: only videos without a score are scored
-        summary = label_videos(
-            entry.teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers
-        )
+        summary = label_videos(entry.teacher, videos, out, ctx.exp.eval_batch_size,
+                               ctx.exp.data.workers, trainer=_label_trainer(ctx))  # fmt: skip
         if summary.failed:
             print(f"  {entry.name}: {summary.failed} videos failed (error column of {out})")
 
@@ -329,6 +329,14 @@ def _score(ctx: RunContext, entry: TeacherEntry, videos: pd.DataFrame) -> pd.Dat
     ctx.log.run(f"score with {entry.name}", table, key, make, collective=True)  # every rank a shard
     ctx.scored.append((f"teacher:{entry.name}", table))
     return _ok_scores(read_scores(table), videos)
+
+
+def _label_trainer(ctx: RunContext) -> dict[str, Any] | None:
+    """Under torchrun, label on the training's accelerator: the first labelling job starts the
+    process group that training then reuses, so its backend (gloo, nccl) must be training's."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return None
+    return {"accelerator": ctx.exp.training.trainer.accelerator}
 
 
 def _ok_scores(scores: pd.DataFrame, videos: pd.DataFrame) -> pd.DataFrame:
@@ -523,7 +531,8 @@ def _score_student(ctx: RunContext, round_dir: Path, student: Path, videos: pd.D
 
     def make(out: Path) -> None:
         teacher = StudentTeacher(student, anchors=ctx.anchors)
-        summary = label_videos(teacher, videos, out, ctx.exp.eval_batch_size, ctx.exp.data.workers)
+        summary = label_videos(teacher, videos, out, ctx.exp.eval_batch_size,
+                               ctx.exp.data.workers, trainer=_label_trainer(ctx))  # fmt: skip
         if summary.failed:
             print(f"  the student failed on {summary.failed} videos (error column of {out})")
 

@@ -225,8 +225,9 @@ def test_print_config_prints_the_resolved_yaml(ladder, tmp_path, capsys) -> None
 @pytest.mark.slow
 def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     """Only the trainer section changes: `devices: 2` starts two ranks (torchrun, gloo); both
-    label and score a shard each, rank 0 makes the other stages, both train, and the results have
-    the same shape as one process's; a teacher's merged table is the one a single process makes."""
+    label and score a shard each (the pool's curation statistics too), rank 0 makes the other
+    stages, both train, and the results have the same shape as one process's; a teacher's merged
+    table is the one a single process makes."""
     import subprocess
     import sys
 
@@ -238,6 +239,9 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     config["data"]["cache"] = str(tmp_path / "cache")
     config["student"]["init_args"]["feature_cache"] = str(tmp_path / "cache" / "features")
     config["training"]["trainer"] = {"devices": 2, "strategy": "ddp"}
+    # and the pool curated first: its nine statistics labelled on both ranks too
+    target = str(folder / "clean_and_mild.parquet")
+    config["data"]["curate"] = {"target": target, "n": 12, "bins": 2}
     file = tmp_path / "ddp.yaml"
     file.write_text(yaml.safe_dump(config))
     out = tmp_path / "run"
@@ -251,6 +255,7 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     rows = pd.DataFrame(json.loads((out / "results.json").read_text())["rows"])
     assert {"student:round1", "student:round2"} <= set(rows.model)
     assert rows.srcc.notna().all()
+    assert len(pd.read_parquet(out / "curation" / "curated.parquet")) == 12
     (table,) = (tmp_path / "cache" / "scores").glob("blur-*.parquet")
     two_ranks = pd.read_parquet(table)
     assert not table.with_name(table.name + ".parts").exists()
