@@ -140,9 +140,6 @@ def main() -> None:
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child's run
     args = parser.parse_args()
     if args.one:
-        from datamodules._io import lean_arrow_memory
-
-        lean_arrow_memory()  # as every `w2svqa` command sets it
         print(json.dumps(measure(args.videos[0], args.pairs)))
         return
     rows = []

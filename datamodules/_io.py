@@ -21,15 +21,3 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     finally:
         tmp.unlink(missing_ok=True)
     return path
-
-
-def lean_arrow_memory() -> None:
-    """Arrow's allocations from jemalloc where this pyarrow has it (Linux wheels do), instead of
-    the default mimalloc: the columnar table stages (ids hashed at millions) then peak about 15%
-    lower, as `benchmarks.scale_tables` measures (3M videos: 1,374 MiB against 1,518 to 1,657)."""
-    import contextlib
-
-    import pyarrow as pa
-
-    with contextlib.suppress(NotImplementedError):  # a build without jemalloc keeps its default
-        pa.set_memory_pool(pa.jemalloc_memory_pool())

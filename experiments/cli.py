@@ -206,9 +206,6 @@ def call(name: str, args: list[str]) -> Any:
     from lightning_modules._quiet import quiet_lightning
 
     quiet_lightning()  # Lightning's banner once per process, not at every stage
-    from datamodules._io import lean_arrow_memory
-
-    lean_arrow_memory()
     if hasattr(function, "main"):  # a command with its own schema (`run`) parses for itself
         return function.main(args, f"w2svqa {name}")
     parser = function_parser(function, f"w2svqa {name}")
