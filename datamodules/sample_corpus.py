@@ -7,7 +7,10 @@ Splits (each a parquet table, and a DOVER-style `labels.txt` where there are lab
 - `train_labeled`: VMAF-labelled clips of the pool's content (other cuts, other renditions): the
   stand-in for the human-labelled set (LSVQ) that the paper's weak teachers were trained on.
 - `validation`: VMAF-labelled clips like `train_labeled` (the pool's content, other cuts), which
-  no teacher is fitted on and no student trains on: where a recipe's settings are chosen.
+  no teacher is fitted on and no student trains on.
+- `validation_unseen`: VMAF-labelled; content that no other split has; the pool's distortion
+  families: what `test_in_domain` measures (a student on content it never saw), on other content,
+  so that a recipe's settings can be chosen for it without looking at a test set.
 - `test_in_domain`: VMAF-labelled; content held out from the pool; the pool's distortion families.
 - `test_ood`: VMAF-labelled; the same held-out content; only the simulator's extra families, which
   neither the pool nor default pair generation uses.
@@ -40,9 +43,11 @@ from datamodules.video_reader import VideoReader
 from datamodules.vmaf import compute_vmaf
 
 CORPUS_VERSION = 1  # bump when a change here alters the clips a recipe makes
-SPLITS = ("pool", "train_labeled", "validation", "test_in_domain", "test_ood")
+SPLITS = ("pool", "train_labeled", "validation", "test_in_domain", "test_ood", "validation_unseen")
 # Content held out of the pool and of train_labeled: one real video and four photographs.
 HELD_OUT = ("carphone", "chelsea", "coffee", "flower", "grace_hopper")
+# Content of validation_unseen alone: five more photographs (textures, microscopy, the moon).
+UNSEEN = ("brick", "grass", "gravel", "ihc", "moon")
 UNLABELLABLE = ("jitter",)  # distortions VMAF cannot judge (see _recipes)
 LOSSLESS_ARGS = ("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-threads", "1")
 
@@ -67,12 +72,17 @@ class CorpusConfig:
     """Degraded renditions of each pool clip besides the clean one."""
     labeled_per_asset: int = 4
     """train_labeled clips per pool asset (one clean, the rest degraded)."""
-    validation_per_asset: int = 4
-    """validation clips per pool asset (one clean, the rest degraded)."""
+    validation_per_asset: int = 16
+    """validation clips per pool asset (one clean, the rest degraded): 160 clips, so that SRCC
+    differences of about 0.03 between two students stand out of the noise (40 clips did not)."""
     test_cuts_per_asset: int = 2
     """Clean clips per held-out asset in each test split."""
     test_renditions: int = 4
     """Degraded renditions of each test clip besides the clean one."""
+    unseen_cuts_per_asset: int = 4
+    """Clean clips per UNSEEN asset in validation_unseen (0: an empty split)."""
+    unseen_renditions: int = 3
+    """Degraded renditions of each validation_unseen clip besides the clean one."""
     h265_preset: str = "fast"
     """x265 preset of H.265 distortions: the paper's is veryslow, about 10x slower on CPU."""
     workers: int = 2
@@ -165,7 +175,7 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
     # VMAF is full-reference: it reads a camera shake of 1% of the frame as a loss of half the
     # quality, so jitter stays in the unlabelled pool but out of the VMAF-labelled splits.
     labelled = [d for d in default if d.name not in UNLABELLABLE]
-    pool_assets = [a for a in (*FOOTAGE, *PHOTOS) if a not in HELD_OUT]
+    pool_assets = [a for a in (*FOOTAGE, *PHOTOS) if a not in (*HELD_OUT, *UNSEEN)]
 
     def make(split: str, asset: str, cut: int, chain: tuple = ()) -> Recipe:
         return Recipe(split, asset, cut, chain, int(rng.integers(2**31)), shape)
@@ -185,12 +195,20 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
                 yield make(split, asset, cut)
                 for _ in range(config.test_renditions):
                     yield make(split, asset, cut, _random_chain(rng, families, max_steps=2))
-    # Drawn last, so that adding the split left every earlier clip as it was.
-    for asset in pool_assets:
-        for k in range(config.validation_per_asset):
-            chain = () if k == 0 else _random_chain(rng, labelled, max_steps=3)
-            cut = config.cuts_per_asset + config.labeled_per_asset + k
-            yield make("validation", asset, cut, chain)
+    # Drawn last, so that adding the split left every earlier clip as it was; likewise the clips
+    # past the first four per asset (the split's first size) are drawn after all of those.
+    first = min(config.validation_per_asset, 4)
+    for ks in (range(first), range(first, config.validation_per_asset)):
+        for asset in pool_assets:
+            for k in ks:
+                chain = () if k == 0 else _random_chain(rng, labelled, max_steps=3)
+                cut = config.cuts_per_asset + config.labeled_per_asset + k
+                yield make("validation", asset, cut, chain)
+    for asset in UNSEEN:  # drawn after everything else, for the same reason
+        for cut in range(config.unseen_cuts_per_asset):
+            yield make("validation_unseen", asset, cut)
+            for _ in range(config.unseen_renditions):
+                yield make("validation_unseen", asset, cut, _random_chain(rng, labelled, 3))
 
 
 def _random_chain(rng: np.random.Generator, types: list, max_steps: int) -> tuple:

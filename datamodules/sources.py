@@ -28,6 +28,12 @@ PHOTOS = {
     "china": ("sklearn", "datasets/images", "china.jpg"),
     "flower": ("sklearn", "datasets/images", "flower.jpg"),
     "grace_hopper": ("matplotlib", "mpl-data/sample_data", "grace_hopper.jpg"),
+    # content of `validation_unseen` only (sample_corpus.UNSEEN)
+    "brick": ("skimage", "data", "brick.png"),
+    "grass": ("skimage", "data", "grass.png"),
+    "gravel": ("skimage", "data", "gravel.png"),
+    "ihc": ("skimage", "data", "ihc.png"),
+    "moon": ("skimage", "data", "moon.png"),
 }
 
 

@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from datamodules.distortions import DISTORTIONS
-from datamodules.sample_corpus import HELD_OUT, SPLITS, CorpusConfig, build_sample_corpus
+from datamodules.sample_corpus import (
+    HELD_OUT,
+    SPLITS,
+    UNSEEN,
+    CorpusConfig,
+    build_sample_corpus,
+)
 from datamodules.video_reader import probe
 from experiments.cli import main
 from tests.corpus import SMALL
@@ -30,7 +36,7 @@ def test_splits_and_held_out_content(corpus: tuple[Path, dict]) -> None:
     out, summary = corpus
     assert summary["failed"] == []
     tables = {s: pd.read_parquet(out / f"{s}.parquet") for s in SPLITS}
-    assert [len(tables[s]) for s in SPLITS] == [20, 20, 10, 10, 10]
+    assert [len(tables[s]) for s in SPLITS] == [20, 20, 10, 10, 10, 0]
     for split in ("pool", "train_labeled", "validation"):
         assert not set(tables[split].content) & set(HELD_OUT)
     # validation: the pool's content, but cuts that neither the pool nor train_labeled has
@@ -82,6 +88,44 @@ def test_rerun_reuses_everything_and_is_deterministic(corpus: tuple[Path, dict])
     ids = [r.video_id for r in _recipes(SMALL)]
     assert ids == [r.video_id for r in _recipes(SMALL)]
     assert set(ids).isdisjoint(r.video_id for r in _recipes(CorpusConfig(seed=1)))
+
+
+def test_a_larger_validation_split_keeps_every_earlier_clip() -> None:
+    from dataclasses import replace
+
+    from datamodules.sample_corpus import _recipes
+
+    def ids(config: CorpusConfig) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for r in _recipes(config):
+            out.setdefault(r.split, []).append(r.video_id)
+        return out
+
+    four = ids(replace(SMALL, validation_per_asset=4))  # the split's first size
+    sixteen = ids(replace(SMALL, validation_per_asset=16))  # the default now
+    for split in set(SPLITS) - {"validation"}:
+        assert sixteen.get(split) == four.get(split)  # every other split as it was
+    assert sixteen["validation"][: len(four["validation"])] == four["validation"]
+    assert len(sixteen["validation"]) == 4 * len(four["validation"])
+    assert len(set(sixteen["validation"])) == len(sixteen["validation"])
+
+
+def test_validation_unseen_has_content_of_its_own_and_the_pools_families() -> None:
+    from dataclasses import replace
+
+    from datamodules.sample_corpus import _recipes
+
+    recipes = list(_recipes(replace(SMALL, unseen_cuts_per_asset=2, unseen_renditions=3)))
+    unseen = [r for r in recipes if r.split == "validation_unseen"]
+    assert len(unseen) == len(UNSEEN) * 2 * 4
+    assert {r.asset for r in unseen} == set(UNSEEN)
+    assert not {r.asset for r in recipes if r.split != "validation_unseen"} & set(UNSEEN)
+    assert sum(r.distortions == "clean" for r in unseen) == len(UNSEEN) * 2
+    default = {d.family for d in DISTORTIONS.values() if d.default}
+    assert set().union(*(families(r.distortions) for r in unseen)) <= default
+    # drawn last: every other clip is the one the corpus made before the split existed
+    others = [r.video_id for r in recipes if r.split != "validation_unseen"]
+    assert others == [r.video_id for r in _recipes(SMALL)]
 
 
 def test_cli_prints_the_table(corpus: tuple[Path, dict], capsys: pytest.CaptureFixture) -> None:

@@ -27,12 +27,14 @@ def data_sample(out: Path = Path("data/sample"), corpus: CorpusConfig = CorpusCo
     summary = build_sample_corpus(out, config)
     print(f"sample corpus in {summary['out']} ({summary['seconds']:.1f} s: "
           f"{summary['made']} clips made, {summary['reused']} reused)")  # fmt: skip
-    print(f"{'split':<16}{'clips':>6}{'contents':>10}{'VMAF range':>16}")
+    width = max(map(len, summary["splits"])) + 2
+    print(f"{'split':<{width}}{'clips':>6}{'contents':>10}{'VMAF range':>16}")
     for split, info in summary["splits"].items():
-        rng = (
-            f"{info['vmaf_min']:.1f}-{info['vmaf_max']:.1f}" if "vmaf_min" in info else "unlabelled"
-        )
-        print(f"{split:<16}{info['clips']:>6}{info['contents']:>10}{rng:>16}")
+        if "vmaf_min" in info:
+            rng = f"{info['vmaf_min']:.1f}-{info['vmaf_max']:.1f}"
+        else:  # the pool, or a split built empty
+            rng = "unlabelled" if split == "pool" else "-"
+        print(f"{split:<{width}}{info['clips']:>6}{info['contents']:>10}{rng:>16}")
     for line in summary["failed"]:
         print(f"failed: {line}", file=sys.stderr)
     if summary["failed"]:
