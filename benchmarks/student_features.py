@@ -5,10 +5,11 @@ its frames (mean and std), then a ridge regression (standardised inputs, alpha b
 fitted two ways and scored by SRCC on every labelled set:
 
 - supervised ceiling: fitted on `train_labeled`'s VMAF labels (40 clips);
-- weak-label ceiling: fitted on the unlabelled pool, on the teachers' mean z-score (no labels, the
-  teachers' tables from a quickstart run) - what a student of that representation could reach
-  from its teachers with a linear head.
-The `validation` columns are where a representation is chosen; the test columns are reported.
+- weak-label ceiling: fitted on the unlabelled pool, on the quickstart teachers' mean z-score (the
+  ensemble's `zscore` scale; no labels, the teachers' tables from a quickstart run) - what a
+  student of that representation could reach from its teachers with a linear head.
+The validation columns (`validation_unseen` first) are where a representation is chosen; the test
+columns are reported.
 
     python -m benchmarks.student_features [--corpus data/sample] [--scores data/cache/scores]
 
@@ -31,6 +32,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from benchmarks._table import markdown_table
+from datamodules.ensemble import ensemble_scores
 from datamodules.frame_sampling import read_clip
 from lightning_modules.students.compact import CompactStudent
 
@@ -41,8 +43,8 @@ REPRESENTATIONS: dict[str, dict] = {
     "stage statistics + 8-frame run, native": {"representation": "stage_stats", "temporal_run": 8},
     "stage statistics, long side 224": {"representation": "stage_stats", "max_side": 224},
 }
-TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep")  # the single-frame four (README)
-SETS = ("train_labeled", "validation", "test_in_domain", "test_ood")
+TEACHERS = ("blockiness", "blur", "svr_handcrafted", "ridge_deep", "stutter")  # the quickstart's
+SETS = ("train_labeled", "validation", "validation_unseen", "test_in_domain", "test_ood")
 
 
 def video_features(student: CompactStudent, paths: list[str]) -> tuple[np.ndarray, float]:
@@ -56,16 +58,17 @@ def video_features(student: CompactStudent, paths: list[str]) -> tuple[np.ndarra
 
 
 def weak_targets(scores: Path, pool: pd.DataFrame) -> pd.Series:
-    """The teachers' mean z-score per pool video, from the newest table of each teacher."""
-    columns = []
+    """The teachers' mean z-score per pool video (each standardised over the pool), from the
+    newest table of each teacher."""
+    tables = {}
     for name in TEACHERS:
-        tables = sorted(scores.glob(f"{name}-*.parquet"), key=lambda p: p.stat().st_mtime)
-        if not tables:
+        files = sorted(scores.glob(f"{name}-*.parquet"), key=lambda p: p.stat().st_mtime)
+        if not files:
             raise SystemExit(f"{scores}: no score table of teacher {name!r}; run make quickstart")
-        t = pd.read_parquet(tables[-1]).query("status == 'ok'").set_index("video_id").score
-        t = t.reindex(pool.video_id)
-        columns.append((t - t.mean()) / t.std())
-    return pd.concat(columns, axis=1).mean(axis=1, skipna=True)
+        t = pd.read_parquet(files[-1]).query("status == 'ok'")
+        tables[name] = t[t.video_id.isin(pool.video_id)][["video_id", "score"]]
+    mean = ensemble_scores(tables, mapping="zscore").set_index("video_id")["mean"]
+    return mean.reindex(pool.video_id)
 
 
 def main() -> None:
