@@ -12,6 +12,8 @@ The validation columns (`validation_unseen` first) are where a representation is
 columns are reported.
 
     python -m benchmarks.student_features [--corpus data/sample] [--scores data/cache/scores]
+    python -m benchmarks.student_features --only "stage statistics + 8-frame run, native" \
+        --feature_cache data/cache/features    # the quickstart's representation, from its cache
 
 Needs the corpus and the teachers' tables: `make quickstart` makes both. Prints a markdown table
 with the feature size, the bytes cached per video and the feature time per video on this machine.
@@ -27,7 +29,7 @@ import numpy as np
 import pandas as pd
 import torch
 from scipy.stats import spearmanr
-from sklearn.linear_model import RidgeCV
+from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -57,9 +59,12 @@ def video_features(student: CompactStudent, paths: list[str]) -> tuple[np.ndarra
     return np.stack(rows), (time.perf_counter() - start) / max(len(paths), 1)
 
 
-def weak_targets(scores: Path, pool: pd.DataFrame) -> pd.Series:
-    """The teachers' mean z-score per pool video (each standardised over the pool), from the
-    newest table of each teacher."""
+def weak_targets(
+    scores: Path, pool: pd.DataFrame, mapping: str = "zscore", reference: str | None = None
+) -> pd.Series:
+    """The teachers' ensemble score per pool video, from the newest table of each teacher: by
+    default their mean z-score (each standardised over the pool); `mapping="logistic"` with a
+    `reference` teacher is the ensemble on that teacher's scale."""
     tables = {}
     for name in TEACHERS:
         files = sorted(scores.glob(f"{name}-*.parquet"), key=lambda p: p.stat().st_mtime)
@@ -67,8 +72,22 @@ def weak_targets(scores: Path, pool: pd.DataFrame) -> pd.Series:
             raise SystemExit(f"{scores}: no score table of teacher {name!r}; run make quickstart")
         t = pd.read_parquet(files[-1]).query("status == 'ok'")
         tables[name] = t[t.video_id.isin(pool.video_id)][["video_id", "score"]]
-    mean = ensemble_scores(tables, mapping="zscore").set_index("video_id")["mean"]
-    return mean.reindex(pool.video_id)
+    ensemble = ensemble_scores(tables, mapping=mapping, reference=reference)  # type: ignore[arg-type]
+    return ensemble.set_index("video_id")["mean"].reindex(pool.video_id)
+
+
+def ridge_srcc(
+    x: np.ndarray, y: np.ndarray, feats: dict[str, np.ndarray], tables: dict, alpha: float | None
+) -> dict[str, float]:
+    """A ridge (standardised inputs; alpha by leave-one-out when None) fitted on `x, y`: its SRCC
+    against VMAF on every set but `train_labeled`."""
+    ridge = RidgeCV(alphas=np.logspace(-1, 5, 13)) if alpha is None else Ridge(alpha=alpha)
+    model = make_pipeline(StandardScaler(), ridge).fit(x, y)
+    return {
+        split: float(spearmanr(model.predict(feats[split]), tables[split].vmaf).statistic)
+        for split in SETS
+        if split != "train_labeled"  # the supervised fit's own training data
+    }
 
 
 def main() -> None:
@@ -76,6 +95,9 @@ def main() -> None:
     parser.add_argument("--corpus", default="data/sample")
     parser.add_argument("--scores", default="data/cache/scores")
     parser.add_argument("--frames", type=int, default=4, help="spread frames (the quickstart's)")
+    parser.add_argument("--only", choices=list(REPRESENTATIONS), help="one representation")
+    parser.add_argument("--feature_cache", help="read and keep features there (the quickstart's: "
+                        "data/cache/features, so its representation costs no time)")  # fmt: skip
     args = parser.parse_args()
     corpus = Path(args.corpus)
     if not (corpus / "pool.parquet").is_file():
@@ -83,12 +105,16 @@ def main() -> None:
     tables = {s: pd.read_parquet(corpus / f"{s}.parquet") for s in ("pool", *SETS)}
     for table in tables.values():
         table["path"] = [str(corpus / p) for p in table.path]
-    target = weak_targets(Path(args.scores), tables["pool"])
+    scores, pool = Path(args.scores), tables["pool"]
+    targets = {"zscore": weak_targets(scores, pool),
+               "logistic onto svr_handcrafted": weak_targets(scores, pool, "logistic",
+                                                             "svr_handcrafted")}  # fmt: skip
     torch.set_grad_enabled(False)
 
-    rows = []
-    for name, kwargs in REPRESENTATIONS.items():
-        student = CompactStudent(frames=args.frames, **kwargs)
+    rows, by_alpha = [], []
+    chosen = {args.only: REPRESENTATIONS[args.only]} if args.only else REPRESENTATIONS
+    for name, kwargs in chosen.items():
+        student = CompactStudent(frames=args.frames, feature_cache=args.feature_cache, **kwargs)
         feats, secs = {}, []
         for split, table in tables.items():
             feats[split], s = video_features(student, list(table.path))
@@ -96,23 +122,26 @@ def main() -> None:
         row = {"representation": name, "D": feats["pool"].shape[1] // 2,
                "KB/video": round(args.frames * feats["pool"].shape[1] // 2 * 4 / 1024),
                "ms/video": 1000 * float(np.mean(secs))}  # fmt: skip
-        ok = target.notna().to_numpy()
-        fits = {"sup": (feats["train_labeled"], tables["train_labeled"].vmaf.to_numpy()),
-                "weak": (feats["pool"][ok], target.to_numpy()[ok])}  # fmt: skip
-        for fit, (x, y) in fits.items():
-            model = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-1, 5, 13)))
-            model.fit(x, y)
-            for split in SETS:
-                if split == "train_labeled":
-                    continue  # the supervised fit's own training data; for weak, no more than
-                    # another validation set
-                srcc = spearmanr(model.predict(feats[split]), tables[split].vmaf).statistic
-                row[f"{fit}: {split}"] = float(srcc)
+        sup = ridge_srcc(feats["train_labeled"], tables["train_labeled"].vmaf.to_numpy(), feats,
+                         tables, None)  # fmt: skip
+        row.update({f"sup: {k}": v for k, v in sup.items()})
+        ok = targets["zscore"].notna().to_numpy()
+        weak = ridge_srcc(feats["pool"][ok], targets["zscore"].to_numpy()[ok], feats, tables, None)
+        row.update({f"weak: {k}": v for k, v in weak.items()})
         rows.append(row)
         print(markdown_table([row], digits=3), flush=True)
+        for target, y in targets.items():  # the weak fit at each alpha: chosen on validation
+            ok = y.notna().to_numpy()
+            for alpha in (10.0, 100.0, 1000.0, 10000.0):
+                srcc = ridge_srcc(feats["pool"][ok], y.to_numpy()[ok], feats, tables, alpha)
+                by_alpha.append({"representation": name, "weak target": target, "alpha": alpha,
+                                 **srcc})  # fmt: skip
     print("\nSRCC against VMAF; sup: ridge on train_labeled's labels; weak: ridge on the teachers'")
-    print("mean z-score over the pool (no labels). Features: the student's own, frozen.\n")
+    print("mean z-score over the pool (no labels); alpha by leave-one-out on the fit's own data.")
+    print("Features: the student's own, frozen.\n")
     print(markdown_table(rows, digits=3))
+    print("\nThe weak fit at fixed alphas, on both ensemble scales (choose on validation_unseen):\n")
+    print(markdown_table(by_alpha, digits=3))
 
 
 if __name__ == "__main__":
