@@ -70,7 +70,12 @@ def weak_targets(
         files = sorted(scores.glob(f"{name}-*.parquet"), key=lambda p: p.stat().st_mtime)
         if not files:
             raise SystemExit(f"{scores}: no score table of teacher {name!r}; run make quickstart")
-        t = pd.read_parquet(files[-1]).query("status == 'ok'")
+        try:
+            t = pd.read_parquet(files[-1], columns=["video_id", "score", "status"])
+        except (OSError, ValueError, KeyError) as err:  # pyarrow's ArrowInvalid is a ValueError
+            raise SystemExit(f"{files[-1]}: not a score table ({err}); delete it and run "
+                             "make quickstart again to relabel") from err  # fmt: skip
+        t = t[t.status == "ok"]
         tables[name] = t[t.video_id.isin(pool.video_id)][["video_id", "score"]]
     ensemble = ensemble_scores(tables, mapping=mapping, reference=reference)  # type: ignore[arg-type]
     return ensemble.set_index("video_id")["mean"].reindex(pool.video_id)

@@ -48,6 +48,7 @@ SPLITS = ("pool", "train_labeled", "validation", "test_in_domain", "test_ood", "
 HELD_OUT = ("carphone", "chelsea", "coffee", "flower", "grace_hopper")
 # Content of validation_unseen alone: five more photographs (textures, microscopy, the moon).
 UNSEEN = ("brick", "grass", "gravel", "ihc", "moon")
+FIRST_VALIDATION_PER_ASSET = 4  # the validation split's first size: its clips are drawn first
 UNLABELLABLE = ("jitter",)  # distortions VMAF cannot judge (see _recipes)
 LOSSLESS_ARGS = ("-c:v", "libx264", "-qp", "0", "-preset", "ultrafast", "-threads", "1")
 
@@ -196,8 +197,8 @@ def _recipes(config: CorpusConfig) -> Iterator[Recipe]:
                 for _ in range(config.test_renditions):
                     yield make(split, asset, cut, _random_chain(rng, families, max_steps=2))
     # Drawn last, so that adding the split left every earlier clip as it was; likewise the clips
-    # past the first four per asset (the split's first size) are drawn after all of those.
-    first = min(config.validation_per_asset, 4)
+    # past its first size per asset are drawn after all of those.
+    first = min(config.validation_per_asset, FIRST_VALIDATION_PER_ASSET)
     for ks in (range(first), range(first, config.validation_per_asset)):
         for asset in pool_assets:
             for k in ks:
