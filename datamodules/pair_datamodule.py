@@ -96,7 +96,7 @@ class PairStream(IterableDataset):
             skipped = 0
 
     def _load(self, path: str) -> Any:
-        return _load(path, self.sampler, self.prepare, self.cached)
+        return load_input(path, self.sampler, self.prepare, self.cached)
 
     def _shard(self) -> tuple[int, int]:
         rank, world = self.rank, self.world_size
@@ -127,7 +127,8 @@ def _table_rows(table: str) -> Iterator[dict[str, Any]]:
         yield from batch.to_pylist()
 
 
-def _load(path: str, sampler: Sampler, prepare: Prepare, cached: Cached | None) -> Any:
+def load_input(path: str, sampler: Sampler, prepare: Prepare, cached: Cached | None) -> Any:
+    """The prepared input of the video at `path`: kept from before (`cached`), or decoded."""
     kept = cached(path) if cached is not None else None  # e.g. features: no decoding at all
     return kept if kept is not None else prepare(read_clip(path, sampler), path)
 
@@ -176,7 +177,7 @@ class LabelledVideos(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any] | None:
         row = self.table.iloc[i]
         try:
-            video = _load(row.path, self.sampler, self.prepare, self.cached)
+            video = load_input(row.path, self.sampler, self.prepare, self.cached)
         except VideoReadError:
             return None
         return {"video": video, "mos": float(row.mos), "video_id": str(row.video_id)}

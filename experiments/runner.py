@@ -508,7 +508,12 @@ def _train(
             curve_every=training.curve_every, log_metrics=log_metrics, step_offset=offset,
             description=f"round {k}: train",
         )  # fmt: skip
-        print(f"  {result.steps} steps on {len(pairs)} pair tables")
+        if result.fit:
+            print(f"  fitted in closed form to {result.fit['pairs']:.0f} pairs of "
+                  f"{result.fit['videos']:.0f} videos from {len(pairs)} pair tables; it orders "
+                  f"{result.fit['pair_accuracy']:.1%} of the non-similar ones as labelled")
+        else:
+            print(f"  {result.steps} steps on {len(pairs)} pair tables")
 
     out = round_dir / "student.safetensors"
     logged = len(ctx.log.timings)

