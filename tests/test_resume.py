@@ -22,7 +22,7 @@ from tests.experiments import TinyData, make_tiny_data, shrink
 
 QUICKSTART = Path(__file__).resolve().parents[1] / "experiments" / "quickstart.yaml"
 # label batches of 4 videos: 5 per classical teacher on the 18 tiny videos; past the teachers'
-# 10 batches, the 12th is the untrained student's scoring, i.e. evaluation
+# 10 batches, the 12th is the round-1 student's scoring, i.e. evaluation
 KILLS = {
     "labelling": "label:3",
     "pairs": "pairs:2",
@@ -38,11 +38,14 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyData:
 
 def _config(tiny: TinyData, name: str) -> Path:
     """The quickstart shrunk, with its own cache (so every run starts cold), two classical
-    teachers (the supervised ones are tested elsewhere) and a checkpoint every 4 steps."""
+    teachers (the supervised ones are tested elsewhere), the MLP head trained by SGD and a
+    checkpoint every 4 steps."""
     config = shrink(load_yaml(QUICKSTART), tiny)
     config["data"]["cache"] = str(tiny.folder / name / "cache")
     config["student"]["init_args"]["feature_cache"] = str(tiny.folder / name / "cache" / "f")
     config["teachers"] = config["teachers"][:2]
+    # the quickstart's ridge head is fitted in one solve; a kill mid-epoch needs the SGD path
+    config["student"]["init_args"]["head"] = "mlp"
     config["training"].update(steps=[14, 10], checkpoint_every=4, curve_every=2)
     file = tiny.folder / f"{name}.yaml"
     file.write_text(yaml.safe_dump(config))
