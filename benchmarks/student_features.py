@@ -145,7 +145,9 @@ def main() -> None:
     print("mean z-score over the pool (no labels); alpha by leave-one-out on the fit's own data.")
     print("Features: the student's own, frozen.\n")
     print(markdown_table(rows, digits=3))
-    print("\nThe weak fit at fixed alphas, on both ensemble scales (choose on validation_unseen):\n")
+    print(
+        "\nThe weak fit at fixed alphas, on both ensemble scales (choose on validation_unseen):\n"
+    )
     print(markdown_table(by_alpha, digits=3))
 
 

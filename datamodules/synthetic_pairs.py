@@ -59,6 +59,8 @@ class SyntheticPairConfig:
     renditions a pair); `ladder`: every level of one distortion of a source, and every pair
     among them (a 5-level ladder gives 10 pairs from 5 renditions: five times the pairs for the
     same rendering and feature time, and each rendition ranked against all its neighbours)."""
+    exclude: list[str] = field(default_factory=list)
+    """Distortions (by name, e.g. `brighten`) never drawn; their groups draw from the others."""
 
 
 def build_synthetic_pairs(
@@ -101,6 +103,11 @@ def plan_pairs(sources: pd.DataFrame, config: SyntheticPairConfig) -> pd.DataFra
     unknown = set(config.groups) - {d.family for d in DISTORTIONS.values()}
     if unknown:
         raise ValueError(f"unknown distortion groups {sorted(unknown)}")
+    unknown = set(config.exclude) - set(DISTORTIONS)
+    if unknown:
+        raise ValueError(
+            f"exclude: unknown distortions {sorted(unknown)}; one of {sorted(DISTORTIONS)}"
+        )
     rng = np.random.default_rng(config.seed)
     weights = np.array(list(config.groups.values()), dtype=np.float64)
     counts = _split(config.pairs, weights / weights.sum())
@@ -109,7 +116,10 @@ def plan_pairs(sources: pd.DataFrame, config: SyntheticPairConfig) -> pd.DataFra
         raise ValueError(f"synthetic design must be 'random' or 'ladder', not {config.design!r}")
     rows = []
     for group, count in zip(config.groups, counts, strict=True):
-        types = [d for d in DISTORTIONS.values() if d.family == group]
+        types = [d for d in DISTORTIONS.values()
+                 if d.family == group and d.name not in config.exclude]  # fmt: skip
+        if not types:
+            raise ValueError(f"group {group!r}: exclude leaves no distortion to draw")
         made, used = 0, set()
         while made < count:
             t = types[int(rng.integers(len(types)))]

@@ -509,9 +509,11 @@ def _train(
             description=f"round {k}: train",
         )  # fmt: skip
         if result.fit:
-            print(f"  fitted in closed form to {result.fit['pairs']:.0f} pairs of "
-                  f"{result.fit['videos']:.0f} videos from {len(pairs)} pair tables; it orders "
-                  f"{result.fit['pair_accuracy']:.1%} of the non-similar ones as labelled")
+            print(
+                f"  fitted in closed form to {result.fit['pairs']:.0f} pairs of "
+                f"{result.fit['videos']:.0f} videos from {len(pairs)} pair tables; it orders "
+                f"{result.fit['pair_accuracy']:.1%} of the non-similar ones as labelled"
+            )
         else:
             print(f"  {result.steps} steps on {len(pairs)} pair tables")
 

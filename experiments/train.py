@@ -41,7 +41,8 @@ class TrainResult:
     after: dict[str, float]
     steps: int
     seconds: float
-    fit: dict[str, float] = field(default_factory=dict)  # a closed-form fit's pairs, videos, accuracy
+    # a closed-form fit's pairs, videos and pair accuracy; empty after SGD
+    fit: dict[str, float] = field(default_factory=dict)
 
 
 def train_student(
@@ -172,7 +173,8 @@ def fit_readout_on_pairs(
     first, second = pairs.first_path.map(index), pairs.second_path.map(index)
     ok = (first.notna() & second.notna() & np.isfinite(delta)).to_numpy()
     if not ok.any():
-        raise ValueError(f"no readable pair with a finite delta in {', '.join(map(str, train_pairs))}")
+        tables = ", ".join(map(str, train_pairs))
+        raise ValueError(f"no readable pair with a finite delta in {tables}")
     first, second = first[ok].to_numpy(int), second[ok].to_numpy(int)
     student.fit_readout(inputs, first, second, delta[ok])
     with torch.no_grad():

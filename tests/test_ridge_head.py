@@ -92,6 +92,7 @@ def test_ensemble_pairs_follow_their_delta_and_others_their_level(ladder, tmp_pa
     # the three cannot all hold: the least-squares compromise of -1, -1 and 0.1 is -0.3 each
     np.testing.assert_allclose(diffs, [-0.3, -0.3, -0.6], atol=0.02)
 
+
 def test_a_broken_video_loses_only_its_pairs_and_is_named(ladder, tmp_path: Path) -> None:
     videos, pairs = ladder
     broken = tmp_path / "broken.mp4"

@@ -77,6 +77,24 @@ def test_bad_config_is_rejected(sources: pd.DataFrame) -> None:
         plan_pairs(sources.iloc[:0], CONFIG)
 
 
+def test_an_excluded_distortion_is_never_drawn_and_its_group_keeps_its_share(sources) -> None:
+    config = SyntheticPairConfig(
+        pairs=200, groups={"spatial": 3, "temporal": 1}, exclude=["brighten"]
+    )
+    plan = plan_pairs(sources, config)
+    drawn = plan["first"].map(lambda r: r[1])
+    assert "brighten" not in set(drawn)
+    spatial = {n for n, d in DISTORTIONS.items() if d.family == "spatial"} - {"brighten"}
+    assert set(drawn[plan.group == "spatial"]) == spatial  # the other four, all of them
+    assert plan.group.value_counts().to_dict() == {"spatial": 150, "temporal": 50}
+    with pytest.raises(ValueError, match=r"unknown distortions \['brightne'\]"):
+        plan_pairs(sources, SyntheticPairConfig(exclude=["brightne"]))
+    with pytest.raises(ValueError, match="group 'temporal': exclude leaves no distortion"):
+        plan_pairs(
+            sources, SyntheticPairConfig(groups={"temporal": 1}, exclude=["jitter", "stutter"])
+        )
+
+
 def test_ladders_pair_every_level_of_a_distortion_with_every_other(sources: pd.DataFrame) -> None:
     """A ladder is every level of one distortion of one source, and all pairs among them, each in
     a random order: many more pairs per rendition than random pairs give."""

@@ -150,8 +150,10 @@ class CompactStudent(Student):
         if head not in ("mlp", "ridge"):
             raise ValueError(f"head must be 'mlp' or 'ridge', not {head!r}")
         if head == "ridge" and (trainable_blocks != 0 or log_variance or standardize):
-            raise ValueError("head 'ridge' reads a frozen backbone and standardises its own "
-                             "inputs: set trainable_blocks 0, log_variance and standardize false")
+            raise ValueError(
+                "head 'ridge' reads a frozen backbone and standardises its own "
+                "inputs: set trainable_blocks 0, log_variance and standardize false"
+            )
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
         self.head_kind, self.alpha, self.level_step = head, alpha, level_step
@@ -203,8 +205,8 @@ class CompactStudent(Student):
     def spec(self) -> dict[str, Any]:
         # every argument is an attribute of its name (Student.spec) but `head`: that name is the
         # MLP's module, which old student files' weights are keyed by
-        args = {k: self.head_kind if k == "head" else getattr(self, k)
-                for k in inspect.signature(CompactStudent.__init__).parameters if k != "self"}  # fmt: skip
+        names = [k for k in inspect.signature(CompactStudent.__init__).parameters if k != "self"]
+        args = {k: self.head_kind if k == "head" else getattr(self, k) for k in names}
         return {"name": self.name, "args": args}
 
     def _freeze_backbone(self) -> None:
