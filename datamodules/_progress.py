@@ -12,13 +12,6 @@ import sys
 
 from tqdm import tqdm
 
-# No monitor thread. tqdm starts one with the first bar shown and ends it after the last, so a
-# thread starts or ends just as a labelling job forks its loader workers; under CPython 3.11 a
-# fork at that instant can leave the child blocked forever on the interpreter's thread list (a DDP
-# rank's curation hung so, stuck in PyOS_AfterFork_Child). tqdm's documented remedy (tqdm#627);
-# the monitor only lowers `miniters` for bars that stall.
-tqdm.monitor_interval = 0
-
 
 def show_progress(progress: bool | None) -> bool:
     """Whether a bar is shown: `progress` itself, or (None) whether stderr is a terminal."""

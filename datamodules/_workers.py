@@ -10,6 +10,7 @@ import ctypes
 import os
 import signal
 import sys
+import warnings
 
 _PR_SET_PDEATHSIG = 1
 
@@ -31,3 +32,25 @@ def die_with_parent(worker_id: int = 0) -> None:
         return
     if os.getppid() != parent:  # the parent died before the request was in place
         os._exit(1)
+
+
+_warned_fork_hazard = False
+
+
+def warn_if_forking_in_a_rank(workers: int) -> None:
+    """Once a process: say so when a rank of a distributed run (torchrun's `WORLD_SIZE` > 1)
+    forks loader workers under CPython before 3.11.10. A rank has threads that enter Python now
+    and then (gloo's run loops), and a fork at that instant can leave the worker waiting forever
+    in `PyOS_AfterFork_Child` (python/cpython#112275, fixed in 3.11.10); two gloo ranks'
+    labelling hung so, about one run in four under load."""
+    global _warned_fork_hazard
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if _warned_fork_hazard or workers == 0 or not distributed or sys.version_info >= (3, 11, 10):
+        return
+    _warned_fork_hazard = True
+    warnings.warn(
+        f"Python {sys.version.split()[0]} can hang a loader worker forked in a distributed rank "
+        "(python/cpython#112275, fixed in 3.11.10): use Python 3.11.10 or newer, or set the "
+        "loader workers to 0 (data.workers, training.workers)",
+        stacklevel=3,
+    )

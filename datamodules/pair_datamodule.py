@@ -30,7 +30,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
-from datamodules._workers import die_with_parent
+from datamodules._workers import die_with_parent, warn_if_forking_in_a_rank
 from datamodules.frame_sampling import Sampler, UniformFrames, read_clip
 from datamodules.transforms import VideoTransform
 from datamodules.video_reader import VideoReadError
@@ -241,6 +241,7 @@ class PairDataModule(L.LightningDataModule):
         return list(self.val_sets)
 
     def train_dataloader(self) -> DataLoader:
+        warn_if_forking_in_a_rank(self.workers)
         self.stream = PairStream(
             self.train_pairs, self.sampler, self.prepare, self.shuffle_buffer, self.seed,
             cached=self.cached,

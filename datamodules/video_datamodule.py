@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules._workers import die_with_parent
+from datamodules._workers import die_with_parent, warn_if_forking_in_a_rank
 from datamodules.frame_sampling import Sampler
 from datamodules.video_reader import VideoReader, VideoReadError
 from lightning_modules.teachers.base import VideoItem
@@ -80,6 +80,7 @@ class VideoScoringDataModule(L.LightningDataModule):
         return batch  # numpy frames and metadata: a teacher moves what it needs to its device
 
     def predict_dataloader(self) -> DataLoader:
+        warn_if_forking_in_a_rank(self.workers)
         return DataLoader(
             VideoScoringDataset(self.videos, self.sampler, self.cached),
             batch_size=self.batch_size,

@@ -239,6 +239,9 @@ def test_two_cpu_processes_run_the_same_yaml_with_ddp(ladder, tmp_path) -> None:
     config["data"]["cache"] = str(tmp_path / "cache")
     config["student"]["init_args"]["feature_cache"] = str(tmp_path / "cache" / "features")
     config["training"]["trainer"] = {"devices": 2, "strategy": "ddp"}
+    # no loader workers in the ranks: before 3.11.10 CPython can hang a worker forked in a rank
+    # (python/cpython#112275; the run warns of it, datamodules/_workers.py)
+    config["data"]["workers"] = 0
     # and the pool curated first: its nine statistics labelled on both ranks too
     target = str(folder / "clean_and_mild.parquet")
     config["data"]["curate"] = {"target": target, "n": 12, "bins": 2}

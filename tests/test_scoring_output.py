@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import logging
-import sys
 import uuid
 import warnings
 from pathlib import Path
@@ -14,7 +13,7 @@ import lightning as L
 import pandas as pd
 import pytest
 
-from datamodules._progress import progress_bar, show_progress
+from datamodules._progress import show_progress
 from lightning_modules._quiet import OncePerProcess, quiet_lightning
 from lightning_modules.scoring import label_videos
 from lightning_modules.teachers import create_teacher
@@ -60,20 +59,6 @@ def test_no_bar_off_a_terminal_or_when_disabled(videos, tmp_path, capsys) -> Non
                  trainer={"enable_progress_bar": False})  # fmt: skip
     captured = capsys.readouterr()
     assert "videos" not in captured.err and "Predicting" not in captured.err + captured.out
-
-
-def test_a_shown_bar_starts_no_thread() -> None:
-    """tqdm's monitor thread, starting and ending around the loaders' forks, can deadlock a
-    forked worker; every bar of the project (Lightning's too: they are tqdm's) goes without."""
-    import threading
-
-    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
-
-    before = threading.active_count()
-    with progress_bar(3, "stage", "video", progress=True) as bar, Tqdm(total=3, file=sys.stderr):
-        bar.update()
-        assert threading.active_count() == before
-        assert not any(t.name == "tqdm_monitor" for t in threading.enumerate())
 
 
 def test_show_progress_follows_the_terminal(monkeypatch) -> None:
