@@ -42,7 +42,7 @@ def warn_if_forking_in_a_rank(workers: int) -> None:
     forks loader workers under CPython before 3.11.10. A rank has threads that enter Python now
     and then (gloo's run loops), and a fork at that instant can leave the worker waiting forever
     in `PyOS_AfterFork_Child` (python/cpython#112275, fixed in 3.11.10); two gloo ranks'
-    labelling hung so, about one run in four under load."""
+    labelling hung so, twice in six runs under load."""
     global _warned_fork_hazard
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if _warned_fork_hazard or workers == 0 or not distributed or sys.version_info >= (3, 11, 10):
