@@ -31,6 +31,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, IterableDataset, default_collate, get_worker_info
 
 from datamodules._workers import die_with_parent, warn_if_forking_in_a_rank
+from datamodules.errors import UserError
 from datamodules.frame_sampling import Sampler, UniformFrames, read_clip
 from datamodules.transforms import VideoTransform
 from datamodules.video_reader import VideoReadError
@@ -39,6 +40,24 @@ from datamodules.video_table import load_labelled_videos
 Prepare = Callable[[np.ndarray, str], Any]  # uint8 (T, H, W, 3) frames, path -> model input
 Cached = Callable[[str], Any]  # path -> the prepared input kept from before, or None (decode)
 _COLUMNS = ["first_id", "second_id", "first_path", "second_path", "level", "soft_label", "source"]
+
+
+class PairTableError(UserError, ValueError):
+    """A pair table cannot be read or lacks the pair columns; the message names the file."""
+
+
+def check_pair_table(table: str | os.PathLike) -> str:
+    """`table` as a string, once its footer shows a parquet file with the pair columns; else a
+    PairTableError naming the file and what is wrong (read before any video is decoded)."""
+    try:
+        names = set(pq.read_schema(table).names)
+    except (OSError, ValueError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise PairTableError(f"{table}: not a readable pair table ({err}); make one with "
+                         "`w2svqa pairs`") from err  # fmt: skip
+    missing = [c for c in _COLUMNS if c not in names]
+    if missing:
+        raise PairTableError(f"{table}: not a pair table, it lacks the columns {missing}")
+    return str(table)
 
 
 class PairStream(IterableDataset):
@@ -217,7 +236,7 @@ class PairDataModule(L.LightningDataModule):
         """`sampler`/`prepare` default to `frames` uniform frames through `transform`;
         `val_sets`: name -> labelled table (file or DataFrame with `video_id, path, mos`)."""
         super().__init__()
-        self.train_pairs = list(train_pairs)
+        self.train_pairs = [check_pair_table(t) for t in train_pairs]
         self.val_sets = {
             name: t if isinstance(t, pd.DataFrame) else load_labelled_videos(t)
             for name, t in (val_sets or {}).items()

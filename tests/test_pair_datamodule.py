@@ -95,6 +95,19 @@ def test_labelled_tables_name_the_file_and_the_problem(tmp_path: Path) -> None:
         load_labelled_videos(tmp_path / "missing.csv")
 
 
+def test_a_broken_pair_table_is_named_before_any_video_is_read(pair_table, tmp_path) -> None:
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet")
+    with pytest.raises(ValueError, match=r"broken.parquet: not a readable pair table"):
+        PairDataModule([pair_table, broken])
+    with pytest.raises(ValueError, match=r"missing.parquet: not a readable pair table"):
+        PairDataModule([tmp_path / "missing.parquet"])
+    other = tmp_path / "scores.parquet"
+    pd.DataFrame({"video_id": ["a"], "score": [1.0]}).to_parquet(other)
+    with pytest.raises(ValueError, match=r"scores.parquet: not a pair table, it lacks .*'level'"):
+        PairDataModule([other])
+
+
 def test_broken_validation_videos_are_dropped_and_counted(pair_table: Path) -> None:
     videos = pd.read_parquet(pair_table)
     table = pd.DataFrame({"video_id": ["v0", "broken"], "path": [videos.first_path[0],
