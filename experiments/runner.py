@@ -303,7 +303,8 @@ def _fit_teachers(ctx: RunContext) -> None:
         raise ValueError(f"teachers {names} need fitting but data.labelled is not set")
     videos = load_labelled_videos(labelled)
     for entry in todo:
-        key = {"teacher": _teacher_spec(ctx, entry), "labelled": file_digest(labelled)}
+        key = {"teacher": _teacher_spec(ctx, entry), "labelled": file_digest(labelled),
+               **({"identity": i} if (i := entry.teacher.fit_identity()) else {})}  # fmt: skip
         out = ctx.cache / "teachers" / f"{entry.name}-{digest(key)}.npz"
         ctx.log.run(
             f"fit teacher {entry.name}", out, key, lambda p, e=entry: e.teacher.fit(videos, p)

@@ -50,26 +50,30 @@ def test_prepare_reads_the_native_frame_and_caps_large_ones() -> None:
     feats = student.prepare(frames, "unused.mp4")
     assert feats.shape == (3, 4128)
     cfg = student.encoder.pretrained_cfg  # tf_efficientnet_lite0: mean = std = 0.5
+    # (the features are the folded backbone's: the frozen passes run it, test below)
     native = normalize(to_float(frames), cfg["mean"], cfg["std"])
     with torch.no_grad():
-        torch.testing.assert_close(feats, stage_statistics(student.encoder, native))
+        torch.testing.assert_close(feats, stage_statistics(student._frozen_encoder(), native))
     capped = CompactStudent(**STATS, max_side=64).eval()
     small = cap_long_side(native, 64)
     assert max(small.shape[-2:]) == 64
     with torch.no_grad():
         torch.testing.assert_close(
-            capped.prepare(frames, "unused.mp4"), stage_statistics(capped.encoder, small)
+            capped.prepare(frames, "unused.mp4"), stage_statistics(capped._frozen_encoder(), small)
         )
     assert cap_long_side(native, 4096) is native  # a frame that fits is left as it is
 
 
-def test_cache_key_names_the_representation_and_keeps_old_keys(tmp_path: Path) -> None:
+def test_cache_key_names_the_representation_and_the_folded_backbone(tmp_path: Path) -> None:
     video = write_numbered(tmp_path / "v.mp4", 4)
     pooled = CompactStudent(**TINY)
     st = os.stat(video)
     old = [os.path.abspath(video), st.st_size, st.st_mtime_ns, "tf_efficientnet_lite0", None, 3,
-           224]  # fmt: skip  # the key's parts before representations existed
-    assert pooled._cache_key(str(video)) == hashlib.sha1(repr(old).encode()).hexdigest()
+           224]  # fmt: skip  # the key's parts before the folded backbone computed features
+    # a cache written by the unfolded backbone differs in the fifth digit: it is never read
+    assert pooled._cache_key(str(video)) != hashlib.sha1(repr(old).encode()).hexdigest()
+    folded = hashlib.sha1(repr([*old, "folded"]).encode()).hexdigest()
+    assert pooled._cache_key(str(video)) == folded
     keys = {CompactStudent(**STATS, max_side=m)._cache_key(str(video)) for m in (640, 320)}
     assert len(keys) == 2 and pooled._cache_key(str(video)) not in keys
 
@@ -183,3 +187,25 @@ def test_standardize_scales_each_feature_and_its_statistics_travel_with_the_file
         assert torch.equal(loaded(feats), before)  # the running statistics came with the file
     plain = CompactStudent(**STATS)
     assert isinstance(plain.input_norm, torch.nn.Identity)  # off by default: old files load
+
+
+def test_the_folded_backbone_computes_the_same_features_and_follows_new_weights() -> None:
+    student = CompactStudent(representation="stage_stats", frames=2).eval()  # real norms
+    x = torch.randn(3, 3, 90, 160)
+    with torch.no_grad():
+        folded = student._frozen_encoder()
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert any(isinstance(m, torch.nn.BatchNorm2d) for m in student.encoder.modules())
+        assert set(student.state_dict()) == set(CompactStudent(**STATS).state_dict())
+        torch.testing.assert_close(
+            stage_statistics(folded, x), stage_statistics(student.encoder, x), rtol=1e-4, atol=1e-4
+        )
+        other = CompactStudent(representation="stage_stats", frames=2, weights=None).eval()
+        student.load_state_dict(other.state_dict())  # new weights: the folded copy is rebuilt
+        assert student._frozen_encoder() is not folded
+        torch.testing.assert_close(
+            stage_statistics(student._frozen_encoder(), x),
+            stage_statistics(other.encoder, x),
+            rtol=1e-4,
+            atol=1e-4,
+        )

@@ -84,6 +84,34 @@ def load_backbone_weights(model: nn.Module, source: str | os.PathLike) -> None:
     model.load_state_dict(dict(zip(target.keys(), weights.values(), strict=True)))
 
 
+def inference_backbone(net: nn.Module) -> nn.Module:
+    """A copy of `net` for frozen inference: every BatchNorm that directly follows a convolution
+    (registered right after it in the same parent, as in timm's EfficientNet blocks) folded into
+    that convolution's weight and bias, the norm's activation (timm's BatchNormAct2d) kept, and the
+    weights channels-last. The same function up to float rounding (1e-5), 2.7 times faster on 2
+    CPU cores for the sample corpus's 320x180 frames: the norms' own passes over every map were a
+    quarter of the time, and oneDNN's depthwise convolutions run far faster channels-last (which,
+    with the norms left in, gained nothing)."""
+    import copy
+
+    net = copy.deepcopy(net).eval()
+    for parent in list(net.modules()):  # listed first: the loop replaces some of them
+        children = list(parent.named_children())
+        for (_, conv), (name, norm) in zip(children, children[1:], strict=False):
+            if not (isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)):
+                continue
+            if norm.running_mean is None or conv.out_channels != norm.num_features:
+                continue
+            with torch.no_grad():
+                scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(scale)
+                conv.weight.mul_(scale.view(-1, 1, 1, 1))
+                conv.bias = nn.Parameter((bias - norm.running_mean) * scale + norm.bias)
+            after = [getattr(norm, k) for k in ("drop", "act") if hasattr(norm, k)]
+            setattr(parent, name, nn.Sequential(*after) if after else nn.Identity())
+    return net.requires_grad_(False).to(memory_format=torch.channels_last)
+
+
 def over_time(feats: torch.Tensor) -> torch.Tensor:
     """Per-video mean and std over frames: `(B, T, D)` -> `(B, 2D)`."""
     return torch.cat([feats.mean(1), feats.std(1, unbiased=False)], dim=-1)
@@ -172,6 +200,11 @@ class CompactStudent(Student):
         net.reset_classifier(0)  # pooled features out
         self.encoder = net  # `backbone` is the timm name (see spec())
         self._freeze_backbone()
+        # the frozen feature passes run a folded copy (inference_backbone), made on first use and
+        # again after the encoder's weights are loaded or moved; a tuple, so no state_dict entry
+        self._inference: tuple[tuple[Any, ...], nn.Module] | None = None
+        self._loads = 0
+        self.register_load_state_dict_post_hook(CompactStudent._count_load)
         cfg = net.pretrained_cfg
         if representation == "pooled":
             self.transform = VideoTransform(
@@ -253,12 +286,24 @@ class CompactStudent(Student):
         feats = self.features(pixels[None, : self.frames])[0]  # (T, D)
         if self.temporal_run:  # the same (K,) change statistics beside every frame's
             with torch.no_grad():
-                change = temporal_statistics(self.encoder.eval(), pixels[self.frames :])
+                change = temporal_statistics(self._frozen_encoder(), pixels[self.frames :])
             feats = torch.cat([feats, change.expand(len(feats), -1)], dim=1)
         if self.feature_cache is not None:
             file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
             atomic_write(file, lambda p: np.save(p, feats.numpy()))
         return feats
+
+    @staticmethod
+    def _count_load(module: nn.Module, _keys: Any) -> None:
+        module._loads += 1
+
+    def _frozen_encoder(self) -> nn.Module:
+        """The frozen encoder as `inference_backbone` copies it, for the current weights."""
+        first = next(self.encoder.parameters())
+        key = (first.device, first.dtype, self._loads)
+        if self._inference is None or self._inference[0] != key:
+            self._inference = (key, inference_backbone(self.encoder))
+        return self._inference[1]
 
     def cached_input(self, path: str) -> torch.Tensor | None:
         """Cached frozen-backbone features `(T, D)` of `path`, or None."""
@@ -273,25 +318,27 @@ class CompactStudent(Student):
         st = os.stat(path)
         parts = [os.path.abspath(path), st.st_size, st.st_mtime_ns, self.backbone,
                  self.weights, self.frames, self.size]  # fmt: skip
-        if self.representation != "pooled":  # pooled keys as before: old caches stay valid
+        if self.representation != "pooled":
             parts += [self.representation, self.max_side]
         if self.temporal_run:
             parts.append(("temporal_run", self.temporal_run))
+        parts.append("folded")  # computed by inference_backbone: not the bytes of older caches
         return hashlib.sha1(repr(parts).encode()).hexdigest()
 
     @torch.no_grad()
     def features(self, pixels: torch.Tensor) -> torch.Tensor:
         """Frozen-backbone features: `(B, T, 3, H, W)` -> `(B, T, D)`."""
         self.encoder.eval()
-        return self._per_frame(pixels)
+        return self._per_frame(pixels, self._frozen_encoder())
 
-    def _per_frame(self, pixels: torch.Tensor) -> torch.Tensor:
+    def _per_frame(self, pixels: torch.Tensor, encoder: nn.Module | None = None) -> torch.Tensor:
         """The backbone on every frame: `(B, T, 3, H, W)` -> `(B, T, D)`."""
         b, t = pixels.shape[:2]
         x = pixels.flatten(0, 1)  # (B*T, 3, H, W)
+        net = self.encoder if encoder is None else encoder
         if self.representation == "stage_stats":
-            return stage_statistics(self.encoder, x).view(b, t, -1)
-        return self.encoder(x).view(b, t, -1)
+            return stage_statistics(net, x).view(b, t, -1)
+        return net(x).reshape(b, t, -1)
 
     def forward_with_variance(
         self, video: torch.Tensor

@@ -96,6 +96,11 @@ class TrainableTeacher(Teacher):
     def load(self, path: str | os.PathLike) -> None:
         """Score with the model file `path` from now on (read and checked here; sets `model`)."""
 
+    def fit_identity(self) -> dict[str, Any]:
+        """What shapes a fitted model beyond the teacher's settings (how its features are
+        computed): part of the fit's cache key, so a change of it refits instead of reusing."""
+        return {}
+
 
 def score_one(teacher: Teacher, item: VideoItem) -> float:
     """`score_native` for teachers that score in batches: a batch of one, its failure raised."""

@@ -184,10 +184,16 @@ class RegressorTeacher(TrainableTeacher):
     def _signature(self) -> dict[str, Any]:
         """What a model file must have been fitted with to be usable by this teacher."""
         if self.features == "deep":
-            extractor = {"backbone": BACKBONE, "weights": self.weights, "size": self.size}
+            # "folded": the features of CompactStudent's folded backbone (inference_backbone),
+            # not those of files fitted before it, which differ in the fifth digit
+            extractor = {"backbone": BACKBONE, "weights": self.weights, "size": self.size,
+                         "pass": "folded"}  # fmt: skip
         else:
             extractor = {"names": list(HANDCRAFTED), "run": self.run}
         return {"features": self.features, "frames": self.frames, "extractor": extractor}
+
+    def fit_identity(self) -> dict[str, Any]:
+        return self._signature()
 
     def _features(self, items: list[VideoItem]) -> list[np.ndarray | Exception]:
         """One feature vector per item, or the exception that stopped it (never fatal)."""
