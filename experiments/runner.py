@@ -475,7 +475,7 @@ def _initial_student(ctx: RunContext) -> Path:
 def _train(
     ctx: RunContext, round_dir: Path, pairs: list[Path], previous: Path | None, k: int
 ) -> Path:
-    from experiments.train import train_student
+    from experiments.train import fit_file, replay_fit, train_student
     from lightning_modules.checkpoints import load_student
     from lightning_modules.students.base import seeded_student
     from lightning_modules.training_callbacks import curve_file, replay_curve
@@ -523,6 +523,7 @@ def _train(
     ctx.log.run(f"round {k}: train student", out, key, make, collective=True)
     if ctx.log.rank == 0 and ctx.log.timings[logged]["skipped"]:  # trained by an earlier run
         replay_curve(curve_file(out), log_metrics, offset)  # so that this run shows it too
+        replay_fit(fit_file(out), log_metrics, offset)  # a closed-form fit's pairs and accuracy
     return out
 
 

@@ -6,6 +6,7 @@ student is validated before and after training, so every run reports what traini
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import warnings
@@ -18,6 +19,7 @@ import lightning as L
 import pandas as pd
 import torch
 
+from datamodules._io import atomic_write
 from datamodules._progress import show_progress
 from datamodules.pair_datamodule import PairDataModule
 from lightning_modules.checkpoints import save_student
@@ -114,8 +116,10 @@ def train_student(
     _log_validation(sink, before, step_offset)
     if getattr(student, "fits_in_closed_form", False):  # one exact solve, no optimiser steps
         fit = fit_readout_on_pairs(student, train_pairs, description, progress)
+        if runner.is_global_zero:  # beside the student, so a run that skips the round logs it
+            atomic_write(fit_file(out), lambda p: p.write_text(json.dumps(fit)))
         if sink is not None:
-            sink({f"train/{k}": v for k, v in fit.items()}, step_offset)
+            sink(_fit_metrics(fit), step_offset)
         zero = None
     else:
         resume = _resumable(folder / "last.ckpt")
@@ -135,6 +139,34 @@ def train_student(
 
 
 ENSEMBLE_SOURCE = "ensemble"  # pairs whose `delta` is the teachers' mean difference
+
+
+def fit_file(student_file: str | os.PathLike) -> Path:
+    """What a closed-form fit reports (pairs, videos, pair accuracy), kept beside the student file
+    it wrote: `STEM_fit.json` (the SGD curve's counterpart, `STEM_curve.csv`)."""
+    student_file = Path(student_file)
+    return student_file.with_name(f"{student_file.stem}_fit.json")
+
+
+def replay_fit(path: str | os.PathLike, sink: MetricSink, step: int) -> bool:
+    """Send a fit file's numbers to `sink` as `train/*` at `step`; False when there is none (an
+    SGD round, or a file that is not a fit's JSON object: a record only, said in a warning)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        fit = json.loads(path.read_text())
+        metrics = _fit_metrics({str(k): float(v) for k, v in fit.items()})
+    except (OSError, ValueError, TypeError, AttributeError) as err:
+        warnings.warn(f"{path}: not a fit record ({type(err).__name__}: {err}); not logged",
+                      stacklevel=2)  # fmt: skip
+        return False
+    sink(metrics, step)
+    return True
+
+
+def _fit_metrics(fit: Mapping[str, float]) -> dict[str, float]:
+    return {f"train/{k}": v for k, v in fit.items()}
 
 
 def fit_readout_on_pairs(

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import Ridge
 
-from experiments.train import fit_readout_on_pairs, train_student
+from experiments.train import fit_file, fit_readout_on_pairs, replay_fit, train_student
 from lightning_modules.checkpoints import SPEC_KEY, load_student, save_student
 from lightning_modules.losses import OrderedProbit
 from lightning_modules.pair_ridge import fit_pair_ridge
@@ -96,11 +96,24 @@ def test_the_ridge_head_learns_the_blur_order_in_one_solve(ladder, tmp_path: Pat
     assert result.fit["videos"] == len(videos) and result.fit["pair_accuracy"] > 0.9
     assert not abs(result.before["ladder/srcc"]) > 1e-6  # unfitted: every score 0 (SRCC 0 or NaN)
     assert result.after["ladder/srcc"] > 0.9
+    sent: list[tuple[dict[str, float], int]] = []  # what a run that skips the round logs
+    assert replay_fit(fit_file(out), lambda m, step: sent.append((m, step)), 7)
+    assert sent == [({f"train/{k}": v for k, v in result.fit.items()}, 7)]
     loaded = load_student(out)
     assert loaded.spec() == student.spec() and loaded.spec()["args"]["head"] == "ridge"
     x = torch.stack([student.cached_input(p) for p in videos.path[:5]])
     with torch.no_grad():
         assert torch.allclose(loaded(x), student.eval()(x), atol=1e-6)
+
+
+def test_a_missing_or_broken_fit_record_is_not_logged(tmp_path: Path) -> None:
+    sent: list[int] = []
+    assert not replay_fit(tmp_path / "none_fit.json", lambda m, step: sent.append(step), 0)
+    broken = tmp_path / "broken_fit.json"
+    broken.write_text("[1, 2")
+    with pytest.warns(UserWarning, match="broken_fit.json: not a fit record"):
+        assert not replay_fit(broken, lambda m, step: sent.append(step), 0)
+    assert sent == []
 
 
 def test_ensemble_pairs_follow_their_delta_and_others_their_level(ladder, tmp_path: Path):
