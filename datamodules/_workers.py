@@ -1,4 +1,4 @@
-"""Loader worker processes that end with their parent.
+"""Loader worker processes (and torchrun's ranks) that end with their parent.
 
 A SIGKILLed run (out of memory, a scheduler, a user) gives its DataLoader workers no chance to
 stop them: orphaned, they can hang forever on a full result queue, holding memory and the run's
@@ -22,13 +22,21 @@ def die_with_parent(worker_id: int = 0) -> None:
         from lightning.fabric.utilities.seed import pl_worker_init_function
 
         pl_worker_init_function(worker_id)
+    follow_parent(os.getppid())
+
+
+def follow_parent(parent: int) -> None:
+    """Have the kernel SIGKILL this process when its parent dies, however it dies (a loader
+    worker's parent, or the torchrun a rank was started by); `parent` is the pid it should have,
+    and if it has another already, that parent is gone and this process exits now. Linux only
+    (PR_SET_PDEATHSIG); elsewhere, or where prctl is refused, nothing changes."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # no prctl: workers then outlive a killed parent
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            return  # refused (a seccomp filter): this process outlives a killed parent
+    except (OSError, AttributeError):  # no prctl: the same
         return
     if os.getppid() != parent:  # the parent died before the request was in place
         os._exit(1)

@@ -59,24 +59,26 @@ def fit_pair_ridge(
     margin = np.zeros(len(delta), bool) if one_sided is None else np.asarray(one_sided, bool)
     if margin.shape != delta.shape:
         raise ValueError(f"one_sided has {margin.size} entries for {len(delta)} pairs")
-    margin &= delta != 0
+    margin = margin & (delta != 0)  # a new array: the caller's one_sided stays as it was
     fit = _RidgeForm(phi, first, second, alpha)
     coef = fit.solve(np.ones(len(delta), bool), delta)  # every pair as a difference to match
     if not margin.any():
         return fit.weight(coef)
-    cost = fit.objective(coef, delta, margin)
+
+    def costing(c: np.ndarray) -> np.ndarray:  # the pairs that cost something at coefficients c
+        return ~margin | (np.sign(delta) * fit.differences(c) < np.abs(delta))
+
+    cost, active = fit.objective(coef, delta, margin), costing(coef)
     for _ in range(max_steps):
-        d = fit.differences(coef)
-        active = ~margin | (np.sign(delta) * d < np.abs(delta))  # the pairs that cost something
         step = fit.solve(active, delta) - coef
         t = 1.0  # the full Newton step, halved while it does not lower the cost
         while (new := fit.objective(coef + t * step, delta, margin)) > cost and t > 1e-6:
             t /= 2
         if new > cost:
             break
-        coef, cost = coef + t * step, new
-        d = fit.differences(coef)
-        if t == 1.0 and np.array_equal(active, ~margin | (np.sign(delta) * d < np.abs(delta))):
+        coef, cost, before = coef + t * step, new, active
+        active = costing(coef)
+        if t == 1.0 and np.array_equal(active, before):
             break  # the same pairs fall short: coef is the minimiser on them, so everywhere
     return fit.weight(coef)
 

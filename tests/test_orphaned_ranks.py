@@ -1,5 +1,5 @@
 """A rank that `w2svqa run` started under torchrun dies with its parent, even when the parent is
-SIGKILLed (it cannot forward the signal): `die_with_parent`. Without it, the child runs on."""
+SIGKILLed (it cannot forward the signal): `follow_parent`. Without it, the child runs on."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ time.sleep(120)
 """
 CHILD = """
 import sys, time
-from experiments.commands.run import die_with_parent
+from datamodules._workers import follow_parent
 if sys.argv[2] == "yes":
-    die_with_parent(int(sys.argv[1]))
+    follow_parent(int(sys.argv[1]))
 print("ready", flush=True)
 time.sleep(120)
 """

@@ -63,7 +63,10 @@ class Run:
         if "RANK" not in os.environ and (processes := _processes(experiment.training.trainer)) > 1:
             _launch(processes, args)  # does not return
         if LAUNCHER_PID in os.environ and "RANK" in os.environ:  # a rank that _launch started
-            die_with_parent(int(os.environ[LAUNCHER_PID]))
+            from datamodules._workers import follow_parent
+
+            # a SIGKILLed torchrun forwards nothing: its ranks would run on, orphaned
+            follow_parent(int(os.environ[LAUNCHER_PID]))
         from experiments.runner import run_experiment
 
         output_dir = options["output_dir"] or f"runs/{experiment.name}"
@@ -106,25 +109,6 @@ def _processes(trainer) -> int:
 
 
 LAUNCHER_PID = "W2SVQA_LAUNCHER_PID"  # the pid of the torchrun that `w2svqa run` became
-
-
-def die_with_parent(parent: int) -> None:
-    """Have the kernel SIGKILL this process when its parent `parent` dies, however it dies.
-
-    `w2svqa run` becomes torchrun (`_launch`); a torchrun that is SIGKILLed (a timeout, an OOM
-    kill) cannot forward anything, and its ranks would run on, orphaned, holding the cores and the
-    run's files. Linux's PR_SET_PDEATHSIG makes them follow it; elsewhere this does nothing."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1  # <linux/prctl.h>
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0) != 0:
-        return  # not allowed here (a seccomp filter): the ranks live as before
-    if os.getppid() != parent:  # it died before the request above could take effect
-        os._exit(1)
 
 
 def _launch(processes: int, args: list[str]) -> None:
