@@ -41,6 +41,12 @@ class Run:
 
     def main(self, args: list[str], prog: str) -> None:
         """Parse `args` (file, overrides and run options) and run the experiment."""
+        if LAUNCHER_PID in os.environ and "RANK" in os.environ:  # a rank that _launch started
+            from datamodules._workers import follow_parent
+
+            # first, before the imports and the parse that take seconds: a SIGKILLed torchrun
+            # forwards nothing, and its ranks would run on, orphaned
+            follow_parent(int(os.environ[LAUNCHER_PID]))
         from experiments.config import dump_config, experiment_parser, parse_experiment
         from experiments.parsing import bare_flags, underscored
 
@@ -62,11 +68,6 @@ class Run:
         # under torchrun already (several nodes start it themselves): this process is one rank
         if "RANK" not in os.environ and (processes := _processes(experiment.training.trainer)) > 1:
             _launch(processes, args)  # does not return
-        if LAUNCHER_PID in os.environ and "RANK" in os.environ:  # a rank that _launch started
-            from datamodules._workers import follow_parent
-
-            # a SIGKILLed torchrun forwards nothing: its ranks would run on, orphaned
-            follow_parent(int(os.environ[LAUNCHER_PID]))
         from experiments.runner import run_experiment
 
         output_dir = options["output_dir"] or f"runs/{experiment.name}"
