@@ -260,7 +260,8 @@ def test_stage_statistics_teacher_ranks_and_shares_the_students_features(
     assert (scores.status == "ok").all()
     srcc = spearmanr(scores.score, held.mos).statistic
     # (with the run's statistics too, 12 training videos of two contents rank this third one
-    # backwards: the cartoon's motion is far outside theirs; the quickstart fits on 40 of 8)
+    # backwards: the cartoon's motion is far outside theirs; the quickstart fits 40 clips of
+    # more contents)
     assert srcc > 0.7, f"SRCC {srcc:.2f} on {HELD_OUT}: {np.round(scores.score.to_numpy(), 2)}"
     with pytest.raises(ValueError, match="fitted with extractor=.*representation"):
         create_teacher(
@@ -281,6 +282,13 @@ def test_stage_statistics_teacher_ranks_and_shares_the_students_features(
         assert on_disk is not None and on_disk.shape[0] == 2
         recomputed = fresh.prepare(item.frames, item.path)  # no cache: computed afresh
         np.testing.assert_allclose(on_disk.numpy(), recomputed.numpy(), rtol=1e-5, atol=1e-5)
+    # a broken cache file (a full disk, a foreign file) is named, computed again and replaced
+    broken = student._cache_key(train.path[0])
+    (cache / f"{broken}.npy").write_bytes(b"not an array")
+    with pytest.warns(UserWarning, match=f"{broken}.npy: unreadable cache file"):
+        summary = label_videos(teacher, train.head(1), tmp_path / "again.parquet", workers=0)
+    assert pd.read_parquet(summary.table).status.tolist() == ["ok"]
+    assert student.cached_input(train.path[0]) is not None
     with pytest.raises(ValueError, match="is for features 'deep'"):
         create_teacher("regressor", representation="stage_stats")
     with pytest.raises(ValueError, match="temporal_run needs representation 'stage_stats'"):

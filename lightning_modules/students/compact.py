@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from datamodules._io import atomic_write
+from datamodules._io import atomic_write, read_cached_array
 from datamodules.frame_sampling import SpreadAndRun, UniformFrames
 from datamodules.transforms import VideoTransform
 from lightning_modules.students.base import Student, register_student
@@ -122,7 +122,7 @@ def inference_backbone(net: nn.Module) -> nn.Module:
     that convolution's weight and bias, the norm's activation (timm's BatchNormAct2d) kept, timm's
     "same"-padded convolutions padding in place (SamePaddedConv2d), and the weights channels-last.
     The same function up to float rounding (1e-5). On 2 CPU cores the quickstart's features of a
-    320x180 clip (4 frames and the 8-frame run) take 45 ms instead of 243: the norms' own passes
+    320x180 clip (4 frames and the 8-frame run) take 60 ms instead of 243: the norms' own passes
     over every map were a quarter of the time, the padded copies a third of what was left, and
     oneDNN's depthwise convolutions run far faster channels-last (which, with the norms left in,
     gained nothing)."""
@@ -360,8 +360,8 @@ class CompactStudent(Student):
         """Cached frozen-backbone features `(T, D)` of `path`, or None."""
         if not self.frozen or self.feature_cache is None:
             return None
-        file = Path(self.feature_cache) / f"{self._cache_key(path)}.npy"
-        return torch.from_numpy(np.load(file)) if file.is_file() else None
+        cached = read_cached_array(Path(self.feature_cache) / f"{self._cache_key(path)}.npy")
+        return None if cached is None else torch.from_numpy(cached)
 
     def _cache_key(self, path: str) -> str:
         # Keyed by the file's identity and everything that shapes the features, so an edited

@@ -39,7 +39,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 import pandas as pd
 
-from datamodules._io import atomic_write
+from datamodules._io import atomic_write, read_cached_array
 from datamodules._workers import die_with_parent
 from datamodules.frame_sampling import SpreadAndRun, UniformFrames
 from lightning_modules.teachers._regressor_file import FORMAT_VERSION, RegressorModel
@@ -181,7 +181,7 @@ class RegressorTeacher(TrainableTeacher):
     def cached_input(self, path: str) -> np.ndarray | None:
         """deep: the video's cached backbone features `(T, D)`, so the loader skips decoding."""
         file = self._cache_file(path)
-        return np.load(file, allow_pickle=False) if file is not None and file.is_file() else None
+        return None if file is None else read_cached_array(file)
 
     def score_native(self, item: VideoItem) -> float:
         return score_one(self, item)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from datamodules._io import atomic_write
+from datamodules._io import atomic_write, read_cached_array
 from datamodules.frame_sampling import SpreadAndRun
 from lightning_modules.teachers.base import Teacher, VideoItem, register_teacher
 from lightning_modules.teachers.classical import _frames_of, luma
@@ -66,7 +66,7 @@ class StatisticTeacher(Teacher):
 
     def cached_input(self, path: str) -> np.ndarray | None:
         file = self._cache_file(path)
-        return np.load(file, allow_pickle=False) if file is not None and file.is_file() else None
+        return None if file is None else read_cached_array(file)
 
     def score_native(self, item: VideoItem) -> float:
         values = item.prepared
